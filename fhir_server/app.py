@@ -1,0 +1,154 @@
+"""The ASGI application: routes, the per-request wrapper (errors, auth) and the process life cycle.
+
+docs/ARCHITECTURE.md follows a request from here to MongoDB and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fhir_server.auth.scopes import allows
+from fhir_server.auth.tokens import InvalidToken, TokenVerifier
+from fhir_server.backend import Backend, open_backend
+from fhir_server.config import Settings, get_settings
+from fhir_server.context import ServerContext
+from fhir_server.errors import FHIRError
+from fhir_server.http import check_format, outcome_response, wants_pretty
+from fhir_server.interactions import capabilities, create, delete, history, patch, read, search, update, vread
+from fhir_server.logs import RequestLogMiddleware
+from fhir_server.search.extract import extract_index
+from fhir_server.search.registry import load_registry
+from fhir_server.storage.store import ResourceStore
+
+log = logging.getLogger(__name__)
+FHIR_PREFIX = "/fhir"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _authorize(request: Request, action: str | None) -> None:
+    verifier: TokenVerifier | None = request.app.state.verifier
+    if action is None or verifier is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="fhir-server"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        raise FHIRError(401, "a Bearer access token is required", code="login", headers=challenge)
+    try:
+        access = verifier.verify(token.strip())
+    except InvalidToken as exc:
+        raise FHIRError(
+            401,
+            f"invalid access token: {exc}",
+            code="login",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    request.state.access = access
+    rtype = request.path_params.get("type")
+    if not allows(access.scopes, rtype, action):
+        raise FHIRError(
+            403,
+            f"the token's scopes do not allow this interaction on {rtype or 'the system'}",
+            code="forbidden",
+        )
+
+
+def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
+    """Every FHIR route goes through here: format check, authorisation, errors as OperationOutcomes."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            check_format(request)
+            _authorize(request, action)
+            return await fn(request)
+        except FHIRError as exc:
+            return outcome_response(exc, wants_pretty(request))
+        except Exception:
+            log.exception("unhandled error")
+            return outcome_response(FHIRError(500, "internal server error", code="exception"))
+
+    return wrapped
+
+
+async def not_implemented(request: Request) -> Response:
+    raise FHIRError(501, "batch and transaction Bundles are not implemented yet", code="not-supported")
+
+
+def _routes() -> list[Route]:
+    def r(path: str, fn: Endpoint, methods: list[str], action: str | None) -> Route:
+        return Route(FHIR_PREFIX + path.rstrip("/"), fhir_endpoint(fn, action), methods=methods)
+
+    return [
+        r("/metadata", capabilities.capabilities, ["GET"], None),
+        r("/", not_implemented, ["POST"], "c"),
+        r("/_history", history.system_history, ["GET"], "r"),
+        r("/{type}", search.search_type, ["GET"], "s"),
+        r("/{type}", create.create, ["POST"], "c"),
+        r("/{type}", update.conditional_update, ["PUT"], "u"),
+        r("/{type}", patch.conditional_patch, ["PATCH"], "u"),
+        r("/{type}", delete.conditional_delete, ["DELETE"], "d"),
+        r("/{type}/_search", search.search_type_post, ["POST"], "s"),
+        r("/{type}/_history", history.type_history, ["GET"], "r"),
+        r("/{type}/{id}", read.read, ["GET"], "r"),
+        r("/{type}/{id}", update.update, ["PUT"], "u"),
+        r("/{type}/{id}", patch.patch, ["PATCH"], "u"),
+        r("/{type}/{id}", delete.delete, ["DELETE"], "d"),
+        r("/{type}/{id}/_history", history.instance_history, ["GET"], "r"),
+        r("/{type}/{id}/_history/{vid}", vread.vread, ["GET"], "r"),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+    detail = {
+        404: f"no FHIR endpoint at {request.url.path}",
+        405: f"{request.method} is not supported on {request.url.path}",
+    }.get(exc.status_code, exc.detail)
+    return outcome_response(FHIRError(exc.status_code, detail, code=code, headers=dict(exc.headers or {})))
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # `fhir-server serve` opens the backend before uvicorn starts (clean start-up errors);
+        # tests and other embedders let the app open its own.
+        own = backend is None
+        opened = backend or await open_backend(settings)
+        registry = load_registry()
+        base_url = settings.resolved_base_url()
+        store = ResourceStore(opened.database, partial(extract_index, registry=registry, base_url=base_url))
+        app.state.server = ServerContext(settings, opened.database, store, registry, base_url)
+        app.state.verifier = (
+            TokenVerifier(settings.data_dir, settings.token_issuer, base_url)
+            if settings.auth_enabled
+            else None
+        )
+        log.info(
+            "fhir-server ready", extra={"base_url": base_url, "embedded_db": opened.embedded is not None}
+        )
+        try:
+            yield
+        finally:
+            if own:
+                await opened.close()
+
+    app = Starlette(
+        routes=_routes(),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.verifier = None
+    app.add_middleware(RequestLogMiddleware)
+    return app

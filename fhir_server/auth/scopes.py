@@ -1,0 +1,29 @@
+"""SMART scopes, v1 (`system/*.read`) and v2 (`system/Observation.rs`), and what they allow.
+
+Actions: c create, r read (read, vread, history), u update/patch, d delete, s search.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Za-z]+)\.(\*|read|write|[cruds]+)(\?.*)?$")
+V1 = {"*": "cruds", "read": "rs", "write": "cud"}
+
+
+def allows(scopes: frozenset[str], resource_type: str | None, action: str) -> bool:
+    """Does some non-patient scope grant `action` on `resource_type` (None = every type)?
+
+    Patient-context scopes need the compartment checks of the security issue; until then they grant
+    nothing rather than too much.
+    """
+    for scope in scopes:
+        m = _SCOPE.match(scope)
+        if not m or m.group(1) == "patient" or m.group(4):
+            continue
+        rtype, perm = m.group(2), m.group(3)
+        if rtype not in ("*", resource_type):
+            continue
+        if action in V1.get(perm, perm):
+            return True
+    return False

@@ -1,0 +1,48 @@
+"""Settings, all from environment variables prefixed FHIR_ (listed in the README)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Public base URL of the FHIR endpoint; defaults to http://{host}:{port}/fhir.
+    base_url: str | None = None
+    data_dir: Path = Path("var")
+
+    # Set to use an external MongoDB (replica set or sharded cluster); unset = embedded FerretDB.
+    mongodb_uri: str | None = None
+    database: str = "fhir"
+    ferretdb_bin: Path | None = None
+    ferretdb_start_timeout: float = 20.0
+
+    # Paging and limits.
+    default_count: int = 20
+    max_count: int = 1000
+    max_body_bytes: int = 50 * 1024 * 1024
+
+    # Authorisation. The full SMART authorisation server comes with the security issue; until then
+    # tokens minted by `fhir-server token` are HS256 JWTs signed with a key kept in the data dir.
+    auth_enabled: bool = True
+    token_issuer: str = "fhir-server"
+    token_lifetime_seconds: int = 3600
+
+    log_level: str = "INFO"
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+
+    def resolved_ferretdb_bin(self) -> Path:
+        return self.ferretdb_bin or REPO_ROOT / ".bin" / "ferretdb-embedded"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

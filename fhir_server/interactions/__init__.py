@@ -1,0 +1,1 @@
+"""One module per FHIR RESTful interaction (read.py, create.py, update.py, ...)."""

@@ -1,0 +1,63 @@
+"""The resource a write carries: read, checked against the URL, validated. Nothing is written before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from fhir_server.context import server
+from fhir_server.errors import FHIRError, OutcomeIssue
+from fhir_server.http import read_resource_body
+from fhir_server.validation import validate_resource
+
+# Issue codes that say "this is not FHIR JSON" (400); the others say "this FHIR content is wrong" (422).
+STRUCTURE_CODES = frozenset({"structure", "not-supported"})
+
+
+def validate_or_raise(resource: Any, expected_type: str) -> dict[str, Any]:
+    issues = [i for i in validate_resource(resource, expected_type) if i.severity in ("error", "fatal")]
+    if not issues:
+        return resource
+    outcome = [OutcomeIssue(i.severity, i.code, i.diagnostics, tuple(i.expression)) for i in issues]
+    status = 400 if any(i.code in STRUCTURE_CODES for i in issues) else 422
+    first, rest = outcome[0], outcome[1:]
+    raise FHIRError(
+        status, first.diagnostics, code=first.code, expression=first.expression, extra_issues=rest
+    )
+
+
+def check_type(resource: dict[str, Any], resource_type: str) -> None:
+    actual = resource.get("resourceType")
+    if actual != resource_type:
+        raise FHIRError(
+            400,
+            f"resourceType {actual!r} does not match the URL's type {resource_type!r}",
+            code="invalid",
+            expression=("resourceType",) if actual is None else (f"{actual}.resourceType",),
+        )
+
+
+async def incoming_resource(request: Request, resource_type: str) -> dict[str, Any]:
+    body = await read_resource_body(request, server(request).settings.max_body_bytes)
+    check_type(body, resource_type)
+    return validate_or_raise(body, resource_type)
+
+
+def check_body_id(resource: dict[str, Any], rid: str) -> None:
+    """An update's body must carry the id of the URL (FHIR RESTful API, update)."""
+    body_id = resource.get("id")
+    if body_id is None:
+        raise FHIRError(
+            400,
+            "the resource has no id: an update must carry the id of the URL",
+            code="required",
+            expression=(f"{resource['resourceType']}.id",),
+        )
+    if body_id != rid:
+        raise FHIRError(
+            400,
+            f"the resource id {body_id!r} does not match the URL id {rid!r}",
+            code="invalid",
+            expression=(f"{resource['resourceType']}.id",),
+        )

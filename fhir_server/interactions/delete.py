@@ -1,0 +1,35 @@
+"""delete: DELETE [base]/[type]/[id], and conditional delete DELETE [base]/[type]?criteria.
+
+A delete writes a new version (a tombstone): later reads answer 410 Gone and history keeps every
+version. Deleting what does not exist, or is already deleted, is a success that writes nothing.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server.context import query_items, resource_id_of, resource_type_of, server
+from fhir_server.http import fhir_response, parse_etag
+from fhir_server.interactions.conditional import criteria_lease, matching, parse_criteria, single_match
+
+
+async def _delete(request: Request, rtype: str, rid: str) -> Response:
+    ctx = server(request)
+    version = await ctx.store.delete(rtype, rid, if_match=parse_etag(request.headers.get("if-match")))
+    return fhir_response(None, 204, {"ETag": f'W/"{version.version}"'} if version else None)
+
+
+async def delete(request: Request) -> Response:
+    return await _delete(request, resource_type_of(request), resource_id_of(request))
+
+
+async def conditional_delete(request: Request) -> Response:
+    ctx = server(request)
+    rtype = resource_type_of(request)
+    criteria = parse_criteria(query_items(request))
+    async with criteria_lease(ctx, rtype, criteria):
+        existing = single_match(await matching(ctx, rtype, criteria), rtype, criteria)
+        if existing is None:
+            return fhir_response(None, 204)
+        return await _delete(request, rtype, existing["_id"])

@@ -1,0 +1,1 @@
+"""MongoDB storage: one collection per resource type for current versions, one `history` for all."""

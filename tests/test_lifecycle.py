@@ -1,0 +1,154 @@
+"""The real process: `fhir-server serve` on the embedded FerretDB, restarts, and start-up failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fhir_server.config import REPO_ROOT
+
+CLI = [sys.executable, "-m", "fhir_server.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_without_uri(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
+    env.update(extra)
+    return env
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int, **env: str) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.base = f"http://127.0.0.1:{port}/fhir"
+        self.proc = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            env=env_without_uri(**env),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.output()}")
+            try:
+                if httpx.get(f"{self.base}/metadata", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError("server did not start")
+
+    def token(self, scope: str = "system/*.*") -> str:
+        out = subprocess.run(
+            [*CLI, "token", "--scope", scope, "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            env=env_without_uri(),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "var"
+
+
+def ferretdb_children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "ferretdb-embedded" in line]
+
+
+def test_data_survives_a_restart_and_ferretdb_follows_the_server(data_dir: Path) -> None:
+    port = free_port()
+    server = Server(data_dir, port)
+    try:
+        server.wait_ready()
+        children = ferretdb_children(server.proc.pid)
+        assert len(children) == 1
+        token = server.token()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+        r = httpx.post(
+            f"{server.base}/Patient", json={"resourceType": "Patient", "gender": "female"}, headers=headers
+        )
+        assert r.status_code == 201, r.text
+        pid = r.json()["id"]
+    finally:
+        assert server.stop() == 0
+    # FerretDB was stopped with the server.
+    assert (
+        not Path(f"/proc/{children[0]}").exists()
+        or "zombie" in Path(f"/proc/{children[0]}/status").read_text()
+    )
+    assert (data_dir / "ferretdb").is_dir()
+
+    again = Server(data_dir, port)
+    try:
+        again.wait_ready()
+        r = httpx.get(f"{again.base}/Patient/{pid}", headers={"Authorization": f"Bearer {again.token()}"})
+        assert r.status_code == 200
+        assert r.json()["gender"] == "female"
+        # The token minted before the restart is still valid: the signing key lives in the data dir.
+        r = httpx.get(f"{again.base}/Patient/{pid}", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    finally:
+        again.stop()
+
+
+def test_killed_server_takes_ferretdb_with_it(data_dir: Path) -> None:
+    server = Server(data_dir, free_port())
+    server.wait_ready()
+    children = ferretdb_children(server.proc.pid)
+    server.proc.kill()
+    server.proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{children[0]}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{children[0]}").exists()
+
+
+def test_clear_error_when_ferretdb_binary_is_missing(data_dir: Path) -> None:
+    server = Server(data_dir, free_port(), FHIR_FERRETDB_BIN="/nonexistent/ferretdb")
+    code = server.proc.wait(60)
+    output = server.output()
+    assert code != 0
+    assert "FerretDB binary not found at /nonexistent/ferretdb" in output
+    assert "Traceback" not in output
+
+
+def test_clear_error_when_data_dir_is_unusable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    server = Server(blocker / "var", free_port())
+    code = server.proc.wait(60)
+    output = server.output()
+    assert code != 0
+    assert "Traceback" not in output
+    assert "var" in output
