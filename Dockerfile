@@ -4,7 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY fhir_server ./fhir_server
 COPY profiles ./profiles
-RUN pip install --no-cache-dir . && useradd --system --home /var/lib/fhir fhir \
+RUN pip install --no-cache-dir -e . && useradd --system --home /var/lib/fhir fhir \
     && mkdir -p /var/lib/fhir && chown fhir /var/lib/fhir
 USER fhir
 ENV FHIR_HOST=0.0.0.0 FHIR_PORT=8080 FHIR_DATA_DIR=/var/lib/fhir

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,7 +24,7 @@ from fhir_server.errors import FHIRError
 from fhir_server.http import check_format, outcome_response, wants_pretty
 from fhir_server.interactions import capabilities, create, delete, history, patch, read, search, update, vread
 from fhir_server.logs import RequestLogMiddleware
-from fhir_server.search.extract import extract_index
+from fhir_server.search.indexing import index_function
 from fhir_server.search.registry import load_registry
 from fhir_server.storage.store import ResourceStore
 
@@ -89,7 +88,9 @@ def _routes() -> list[Route]:
 
     return [
         r("/metadata", capabilities.capabilities, ["GET"], None),
+        r("/", search.search_system, ["GET"], "s"),
         r("/", not_implemented, ["POST"], "c"),
+        r("/_search", search.search_system, ["POST"], "s"),
         r("/_history", history.system_history, ["GET"], "r"),
         r("/{type}", search.search_type, ["GET"], "s"),
         r("/{type}", create.create, ["POST"], "c"),
@@ -104,6 +105,7 @@ def _routes() -> list[Route]:
         r("/{type}/{id}", delete.delete, ["DELETE"], "d"),
         r("/{type}/{id}/_history", history.instance_history, ["GET"], "r"),
         r("/{type}/{id}/_history/{vid}", vread.vread, ["GET"], "r"),
+        r("/{compartment}/{id}/{type}", search.search_compartment, ["GET"], "s"),
     ]
 
 
@@ -128,16 +130,12 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         opened = backend or await open_backend(settings)
         registry = load_registry()
         base_url = settings.resolved_base_url()
-        store = ResourceStore(opened.database, partial(extract_index, registry=registry, base_url=base_url))
+        store = ResourceStore(opened.database, index_function(registry, base_url))
         app.state.server = ServerContext(settings, opened.database, store, registry, base_url)
         app.state.verifier = (
-            TokenVerifier(settings.data_dir, settings.token_issuer, base_url)
-            if settings.auth_enabled
-            else None
+            TokenVerifier(settings.data_dir, settings.token_issuer, base_url) if settings.auth_enabled else None
         )
-        log.info(
-            "fhir-server ready", extra={"base_url": base_url, "embedded_db": opened.embedded is not None}
-        )
+        log.info("fhir-server ready", extra={"base_url": base_url, "embedded_db": opened.embedded is not None})
         try:
             yield
         finally:

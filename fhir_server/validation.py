@@ -20,7 +20,9 @@ Two passes:
    resources recursively with their own type.
 2. When the walk finds nothing, the R4B pydantic model of the resource validates it too and
    its errors are mapped to issues - a second opinion, minus the places where R4B is known
-   to disagree with R4 (see ``_Walk.suppressed``).
+   to disagree with R4 (see ``_Walk.suppressed``).  ``model_check=False`` skips it.
+
+Element definitions are built lazily on first use of a type; ``warm_up()`` builds them all.
 """
 
 from __future__ import annotations
@@ -368,12 +370,15 @@ _CODE_RE = re.compile(r"[^\s]+(\s[^\s]+)*", re.ASCII)
 _URI_RE = re.compile(r"\S+", re.ASCII)
 _OID_RE = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+", re.ASCII)
 _UUID_RE = re.compile(r"urn:uuid:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.ASCII)
-# The R4 regex for base64Binary omits '/', an erratum: use the RFC 4648 alphabet.
-_BASE64_RE = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?", re.ASCII)
-_WHITESPACE_RE = re.compile(r"\s+", re.ASCII)
+# The R4 regex for base64Binary omits '/', an erratum: use the RFC 4648 alphabet.  A plain
+# character class (plus a length check) keeps multi-megabyte attachments fast to check.
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}", re.ASCII)
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}", re.ASCII)
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-_MAX_STRING = 1024 * 1024  # "Strings SHALL NOT exceed 1,048,576 characters"
+# "Strings SHALL NOT exceed 1,048,576 characters": string and its specialisations only;
+# base64Binary (Binary.data, Attachment.data) and xhtml have no such limit.
+_MAX_STRING = 1024 * 1024
 _JSON_NAMES = {str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
 
 
@@ -414,14 +419,16 @@ def _check_decimal(value: object) -> str | None:
     return _WrongJsonType(f"must be a JSON number, not {_json_kind(value)}")
 
 
-def _string_check(regex: re.Pattern[str] | None = None, what: str = "") -> Callable[[object], str | None]:
+def _string_check(
+    regex: re.Pattern[str] | None = None, what: str = "", max_length: int | None = None
+) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if type(value) is not str:
             return _WrongJsonType(f"must be a JSON string, not {_json_kind(value)}")
         if not value:
             return "must not be an empty string"
-        if len(value) > _MAX_STRING:
-            return "is longer than 1,048,576 characters"
+        if max_length is not None and len(value) > max_length:
+            return f"is longer than {max_length:,} characters"
         if regex is not None and not regex.fullmatch(value):
             return f"'{_clip(value)}' is not a valid {what}"
         return None
@@ -456,7 +463,8 @@ def _check_base64(value: object) -> str | None:
     error = _string_check()(value)
     if error is not None:
         return error
-    if not _BASE64_RE.fullmatch(_WHITESPACE_RE.sub("", typing.cast(str, value))):
+    compact = "".join(typing.cast(str, value).split())  # base64 may be wrapped
+    if len(compact) % 4 or not _BASE64_RE.fullmatch(compact):
         return "is not valid base64"
     return None
 
@@ -518,9 +526,9 @@ _PRIMITIVE_CHECKS: dict[str, Callable[[object], str | None]] = {
     "unsignedInt": _integer_check(0),
     "positiveInt": _integer_check(1),
     "decimal": _check_decimal,
-    "string": _string_check(),
-    "markdown": _string_check(),
-    "code": _string_check(_CODE_RE, "code"),
+    "string": _string_check(max_length=_MAX_STRING),
+    "markdown": _string_check(max_length=_MAX_STRING),
+    "code": _string_check(_CODE_RE, "code", _MAX_STRING),
     "id": _string_check(_ID_RE, "id ([A-Za-z0-9-.]{1,64})"),
     "uri": _string_check(_URI_RE, "uri"),
     "url": _string_check(_URI_RE, "url"),
@@ -639,7 +647,7 @@ class _Walk:
         elements = info.elements
         for key in value:
             if not isinstance(key, str):
-                self.add("structure", f"Property names must be strings, not {key!r}", path)
+                self.add("structure", f"Property names must be strings, not {_clip(repr(key))}", path)
                 continue
             if key == "resourceType" and info.is_resource:
                 continue
@@ -666,8 +674,10 @@ class _Walk:
         elif key == "resourceType":
             message = f"resourceType is not allowed in {info.name}"
         else:
-            message = f"Unknown element '{key}'"
-        self.add("structure", message, f"{path}.{key.lstrip('_')}")
+            message = f"Unknown element '{_clip(key)}'"
+        name = key.lstrip("_")
+        # Keep expressions valid FHIRPath: a key that is no element name stays on its parent.
+        self.add("structure", message, f"{path}.{name}" if _NAME_RE.fullmatch(name) else path)
 
     def _cardinality(self, info: _TypeInfo, present: set[str], path: str) -> None:
         for name in info.required:
@@ -742,7 +752,7 @@ class _Walk:
             if value is not _MISSING:
                 self._single_primitive(element, value, path)
             if extra is not _MISSING:
-                self._element_extra(extra, path, has_value=value not in (_MISSING, None))
+                self._element_extra(extra, path, has_value=value is not _MISSING and value is not None)
             return
         values = self._primitive_array(element.name, value, path)
         extras = self._primitive_array("_" + element.name, extra, path)
@@ -841,7 +851,7 @@ def _add_pydantic_issues(walk: _Walk, resource: object) -> None:
     for error in errors:
         path = _loc_to_fhirpath(resource_type, error.get("loc", ()))
         if not _is_under(path, walk.suppressed):
-            walk.add(_pydantic_code(error), f"{error.get('msg', 'Invalid')}", path)
+            walk.add(_pydantic_code(error), f"R4B model: {error.get('msg', 'invalid')}", path)
 
 
 _LOC_NAME_RE = re.compile(r"_?[A-Za-z][A-Za-z0-9]*")

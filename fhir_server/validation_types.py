@@ -68,9 +68,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             ),
         ),
     ),
-    "account-status": (
-        ("http://hl7.org/fhir/account-status", "active entered-in-error inactive on-hold unknown"),
-    ),
+    "account-status": (("http://hl7.org/fhir/account-status", "active entered-in-error inactive on-hold unknown"),),
     "action-cardinality-behavior": (("http://hl7.org/fhir/action-cardinality-behavior", "multiple single"),),
     "action-condition-kind": (("http://hl7.org/fhir/action-condition-kind", "applicability start stop"),),
     "action-grouping-behavior": (
@@ -93,10 +91,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("http://hl7.org/fhir/action-required-behavior", "could must must-unless-documented"),
     ),
     "action-selection-behavior": (
-        (
-            "http://hl7.org/fhir/action-selection-behavior",
-            "all all-or-none any at-most-one exactly-one one-or-more",
-        ),
+        ("http://hl7.org/fhir/action-selection-behavior", "all all-or-none any at-most-one exactly-one one-or-more"),
     ),
     "address-type": (("http://hl7.org/fhir/address-type", "both physical postal"),),
     "address-use": (("http://hl7.org/fhir/address-use", "billing home old temp work"),),
@@ -187,10 +182,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "appointmentstatus": (
         (
             "http://hl7.org/fhir/appointmentstatus",
-            (
-                "arrived booked cancelled checked-in entered-in-error fulfilled noshow "
-                "pending proposed waitlist"
-            ),
+            ("arrived booked cancelled checked-in entered-in-error fulfilled noshow pending proposed waitlist"),
         ),
     ),
     "assert-direction-codes": (("http://hl7.org/fhir/assert-direction-codes", "request response"),),
@@ -215,10 +207,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "bundle-type": (
         (
             "http://hl7.org/fhir/bundle-type",
-            (
-                "batch batch-response collection document history message searchset "
-                "transaction transaction-response"
-            ),
+            ("batch batch-response collection document history message searchset transaction transaction-response"),
         ),
     ),
     "capability-statement-kind": (
@@ -236,18 +225,10 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "care-plan-activity-status": (
         (
             "http://hl7.org/fhir/care-plan-activity-status",
-            (
-                "cancelled completed entered-in-error in-progress not-started on-hold "
-                "scheduled stopped unknown"
-            ),
+            ("cancelled completed entered-in-error in-progress not-started on-hold scheduled stopped unknown"),
         ),
     ),
-    "care-plan-intent": (
-        (
-            "http://hl7.org/fhir/request-intent",
-            ("directive filler-order instance-order option order original-order plan proposal reflex-order"),
-        ),
-    ),
+    "care-plan-intent": (("http://hl7.org/fhir/request-intent", "option order plan proposal"),),
     "care-team-status": (
         ("http://hl7.org/fhir/care-team-status", "active entered-in-error inactive proposed suspended"),
     ),
@@ -258,12 +239,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     "claim-use": (("http://hl7.org/fhir/claim-use", "claim preauthorization predetermination"),),
-    "clinicalimpression-status": (
-        (
-            "http://hl7.org/fhir/event-status",
-            ("completed entered-in-error in-progress not-done on-hold preparation stopped unknown"),
-        ),
-    ),
+    "clinicalimpression-status": (("http://hl7.org/fhir/event-status", "completed entered-in-error in-progress"),),
     "code-search-support": (("http://hl7.org/fhir/code-search-support", "all explicit"),),
     "codesystem-content-mode": (
         ("http://hl7.org/fhir/codesystem-content-mode", "complete example fragment not-present supplement"),
@@ -277,9 +253,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "composition-attestation-mode": (
         ("http://hl7.org/fhir/composition-attestation-mode", "legal official personal professional"),
     ),
-    "composition-status": (
-        ("http://hl7.org/fhir/composition-status", "amended entered-in-error final preliminary"),
-    ),
+    "composition-status": (("http://hl7.org/fhir/composition-status", "amended entered-in-error final preliminary"),),
     "concept-map-equivalence": (
         (
             "http://hl7.org/fhir/concept-map-equivalence",
@@ -289,9 +263,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "concept-property-type": (
         ("http://hl7.org/fhir/concept-property-type", "Coding boolean code dateTime decimal integer string"),
     ),
-    "conceptmap-unmapped-mode": (
-        ("http://hl7.org/fhir/conceptmap-unmapped-mode", "fixed other-map provided"),
-    ),
+    "conceptmap-unmapped-mode": (("http://hl7.org/fhir/conceptmap-unmapped-mode", "fixed other-map provided"),),
     "condition-clinical": (
         (
             "http://terminology.hl7.org/CodeSystem/condition-clinical",
@@ -304,29 +276,17 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             "confirmed differential entered-in-error provisional refuted unconfirmed",
         ),
     ),
-    "conditional-delete-status": (
-        ("http://hl7.org/fhir/conditional-delete-status", "multiple not-supported single"),
-    ),
+    "conditional-delete-status": (("http://hl7.org/fhir/conditional-delete-status", "multiple not-supported single"),),
     "conditional-read-status": (
-        (
-            "http://hl7.org/fhir/conditional-read-status",
-            "full-support modified-since not-match not-supported",
-        ),
+        ("http://hl7.org/fhir/conditional-read-status", "full-support modified-since not-match not-supported"),
     ),
-    "consent-data-meaning": (
-        ("http://hl7.org/fhir/consent-data-meaning", "authoredby dependents instance related"),
-    ),
+    "consent-data-meaning": (("http://hl7.org/fhir/consent-data-meaning", "authoredby dependents instance related"),),
     "consent-provision-type": (("http://hl7.org/fhir/consent-provision-type", "deny permit"),),
     "consent-state-codes": (
-        (
-            "http://hl7.org/fhir/consent-state-codes",
-            "active draft entered-in-error inactive proposed rejected",
-        ),
+        ("http://hl7.org/fhir/consent-state-codes", "active draft entered-in-error inactive proposed rejected"),
     ),
     "constraint-severity": (("http://hl7.org/fhir/constraint-severity", "error warning"),),
-    "contact-point-system": (
-        ("http://hl7.org/fhir/contact-point-system", "email fax other pager phone sms url"),
-    ),
+    "contact-point-system": (("http://hl7.org/fhir/contact-point-system", "email fax other pager phone sms url"),),
     "contact-point-use": (("http://hl7.org/fhir/contact-point-use", "home mobile old temp work"),),
     "contract-publicationstatus": (
         (
@@ -412,19 +372,13 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     "device-statement-status": (
-        (
-            "http://hl7.org/fhir/device-statement-status",
-            "active completed entered-in-error intended on-hold stopped",
-        ),
+        ("http://hl7.org/fhir/device-statement-status", "active completed entered-in-error intended on-hold stopped"),
     ),
     "device-status": (("http://hl7.org/fhir/device-status", "active entered-in-error inactive unknown"),),
     "diagnostic-report-status": (
         (
             "http://hl7.org/fhir/diagnostic-report-status",
-            (
-                "amended appended cancelled corrected entered-in-error final partial "
-                "preliminary registered unknown"
-            ),
+            ("amended appended cancelled corrected entered-in-error final partial preliminary registered unknown"),
         ),
     ),
     "discriminator-type": (("http://hl7.org/fhir/discriminator-type", "exists pattern profile type value"),),
@@ -439,10 +393,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("http://hl7.org/fhir/eligibilityrequest-purpose", "auth-requirements benefits discovery validation"),
     ),
     "eligibilityresponse-purpose": (
-        (
-            "http://hl7.org/fhir/eligibilityresponse-purpose",
-            "auth-requirements benefits discovery validation",
-        ),
+        ("http://hl7.org/fhir/eligibilityresponse-purpose", "auth-requirements benefits discovery validation"),
     ),
     "encounter-location-status": (
         ("http://hl7.org/fhir/encounter-location-status", "active completed planned reserved"),
@@ -453,9 +404,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             ("arrived cancelled entered-in-error finished in-progress onleave planned triaged unknown"),
         ),
     ),
-    "endpoint-status": (
-        ("http://hl7.org/fhir/endpoint-status", "active entered-in-error error off suspended test"),
-    ),
+    "endpoint-status": (("http://hl7.org/fhir/endpoint-status", "active entered-in-error error off suspended test"),),
     "episode-of-care-status": (
         (
             "http://hl7.org/fhir/episode-of-care-status",
@@ -474,10 +423,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             "http://hl7.org/fhir/event-timing",
             ("AFT AFT.early AFT.late EVE EVE.early EVE.late MORN MORN.early MORN.late NIGHT NOON PHS"),
         ),
-        (
-            "http://terminology.hl7.org/CodeSystem/v3-TimingEvent",
-            "AC ACD ACM ACV C CD CM CV HS PC PCD PCM PCV WAKE",
-        ),
+        ("http://terminology.hl7.org/CodeSystem/v3-TimingEvent", "AC ACD ACM ACV C CD CM CV HS PC PCD PCM PCV WAKE"),
     ),
     "examplescenario-actor-type": (("http://hl7.org/fhir/examplescenario-actor-type", "entity person"),),
     "explanationofbenefit-status": (
@@ -486,10 +432,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "exposure-state": (("http://hl7.org/fhir/exposure-state", "exposure exposure-alternative"),),
     "extension-context-type": (("http://hl7.org/fhir/extension-context-type", "element extension fhirpath"),),
     "filter-operator": (
-        (
-            "http://hl7.org/fhir/filter-operator",
-            "= descendent-of exists generalizes in is-a is-not-a not-in regex",
-        ),
+        ("http://hl7.org/fhir/filter-operator", "= descendent-of exists generalizes in is-a is-not-a not-in regex"),
     ),
     "flag-status": (("http://hl7.org/fhir/flag-status", "active entered-in-error inactive"),),
     "fm-status": (("http://hl7.org/fhir/fm-status", "active cancelled draft entered-in-error"),),
@@ -499,9 +442,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             ("accepted active cancelled completed entered-in-error on-hold planned proposed rejected"),
         ),
     ),
-    "graph-compartment-rule": (
-        ("http://hl7.org/fhir/graph-compartment-rule", "custom different identical matching"),
-    ),
+    "graph-compartment-rule": (("http://hl7.org/fhir/graph-compartment-rule", "custom different identical matching"),),
     "graph-compartment-use": (("http://hl7.org/fhir/graph-compartment-use", "condition requirement"),),
     "group-measure": (
         (
@@ -509,9 +450,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             "mean mean-of-mean mean-of-median median median-of-mean median-of-median",
         ),
     ),
-    "group-type": (
-        ("http://hl7.org/fhir/group-type", "animal device medication person practitioner substance"),
-    ),
+    "group-type": (("http://hl7.org/fhir/group-type", "animal device medication person practitioner substance"),),
     "guidance-response-status": (
         (
             "http://hl7.org/fhir/guidance-response-status",
@@ -528,45 +467,25 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             ),
         ),
     ),
-    "history-status": (
-        ("http://hl7.org/fhir/history-status", "completed entered-in-error health-unknown partial"),
-    ),
+    "history-status": (("http://hl7.org/fhir/history-status", "completed entered-in-error health-unknown partial"),),
     "http-operations": (("http://hl7.org/fhir/http-operations", "delete get head options patch post put"),),
     "http-verb": (("http://hl7.org/fhir/http-verb", "DELETE GET HEAD PATCH POST PUT"),),
     "identifier-use": (("http://hl7.org/fhir/identifier-use", "official old secondary temp usual"),),
-    "identity-assuranceLevel": (
-        ("http://hl7.org/fhir/identity-assuranceLevel", "level1 level2 level3 level4"),
-    ),
+    "identity-assuranceLevel": (("http://hl7.org/fhir/identity-assuranceLevel", "level1 level2 level3 level4"),),
     "imagingstudy-status": (
-        (
-            "http://hl7.org/fhir/imagingstudy-status",
-            "available cancelled entered-in-error registered unknown",
-        ),
+        ("http://hl7.org/fhir/imagingstudy-status", "available cancelled entered-in-error registered unknown"),
     ),
     "immunization-evaluation-status": (
-        (
-            "http://terminology.hl7.org/CodeSystem/medication-admin-status",
-            "completed entered-in-error in-progress not-done on-hold stopped unknown",
-        ),
+        ("http://terminology.hl7.org/CodeSystem/medication-admin-status", "completed entered-in-error"),
     ),
-    "immunization-status": (
-        (
-            "http://hl7.org/fhir/event-status",
-            ("completed entered-in-error in-progress not-done on-hold preparation stopped unknown"),
-        ),
-    ),
+    "immunization-status": (("http://hl7.org/fhir/event-status", "completed entered-in-error not-done"),),
     "insuranceplan-applicability": (
         ("http://terminology.hl7.org/CodeSystem/applicability", "in-network other out-of-network"),
     ),
     "invoice-priceComponentType": (
-        (
-            "http://hl7.org/fhir/invoice-priceComponentType",
-            "base deduction discount informational surcharge tax",
-        ),
+        ("http://hl7.org/fhir/invoice-priceComponentType", "base deduction discount informational surcharge tax"),
     ),
-    "invoice-status": (
-        ("http://hl7.org/fhir/invoice-status", "balanced cancelled draft entered-in-error issued"),
-    ),
+    "invoice-status": (("http://hl7.org/fhir/invoice-status", "balanced cancelled draft entered-in-error issued"),),
     "issue-severity": (("http://hl7.org/fhir/issue-severity", "error fatal information warning"),),
     "issue-type": (
         (
@@ -599,17 +518,12 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "map-group-type-mode": (("http://hl7.org/fhir/map-group-type-mode", "none type-and-types types"),),
     "map-input-mode": (("http://hl7.org/fhir/map-input-mode", "source target"),),
     "map-model-mode": (("http://hl7.org/fhir/map-model-mode", "produced queried source target"),),
-    "map-source-list-mode": (
-        ("http://hl7.org/fhir/map-source-list-mode", "first last not_first not_last only_one"),
-    ),
+    "map-source-list-mode": (("http://hl7.org/fhir/map-source-list-mode", "first last not_first not_last only_one"),),
     "map-target-list-mode": (("http://hl7.org/fhir/map-target-list-mode", "collate first last share"),),
     "map-transform": (
         (
             "http://hl7.org/fhir/map-transform",
-            (
-                "append c cast cc copy cp create dateOp escape evaluate id pointer qty "
-                "reference translate truncate uuid"
-            ),
+            ("append c cast cc copy cp create dateOp escape evaluate id pointer qty reference translate truncate uuid"),
         ),
     ),
     "measure-improvement-notation": (
@@ -631,9 +545,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             "active completed entered-in-error intended not-taken on-hold stopped unknown",
         ),
     ),
-    "medication-status": (
-        ("http://hl7.org/fhir/CodeSystem/medication-status", "active entered-in-error inactive"),
-    ),
+    "medication-status": (("http://hl7.org/fhir/CodeSystem/medication-status", "active entered-in-error inactive"),),
     "medicationdispense-status": (
         (
             "http://terminology.hl7.org/CodeSystem/medicationdispense-status",
@@ -641,10 +553,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     "medicationknowledge-status": (
-        (
-            "http://terminology.hl7.org/CodeSystem/medicationknowledge-status",
-            "active entered-in-error inactive",
-        ),
+        ("http://terminology.hl7.org/CodeSystem/medicationknowledge-status", "active entered-in-error inactive"),
     ),
     "medicationrequest-intent": (
         (
@@ -665,32 +574,21 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("http://hl7.org/fhir/messageheader-response-request", "always never on-error on-success"),
     ),
     "metric-calibration-state": (
-        (
-            "http://hl7.org/fhir/metric-calibration-state",
-            "calibrated calibration-required not-calibrated unspecified",
-        ),
+        ("http://hl7.org/fhir/metric-calibration-state", "calibrated calibration-required not-calibrated unspecified"),
     ),
-    "metric-calibration-type": (
-        ("http://hl7.org/fhir/metric-calibration-type", "gain offset two-point unspecified"),
-    ),
-    "metric-category": (
-        ("http://hl7.org/fhir/metric-category", "calculation measurement setting unspecified"),
-    ),
+    "metric-calibration-type": (("http://hl7.org/fhir/metric-calibration-type", "gain offset two-point unspecified"),),
+    "metric-category": (("http://hl7.org/fhir/metric-category", "calculation measurement setting unspecified"),),
     "metric-color": (("http://hl7.org/fhir/metric-color", "black blue cyan green magenta red white yellow"),),
     "metric-operational-status": (
         ("http://hl7.org/fhir/metric-operational-status", "entered-in-error off on standby"),
     ),
     "name-use": (("http://hl7.org/fhir/name-use", "anonymous maiden nickname official old temp usual"),),
-    "namingsystem-identifier-type": (
-        ("http://hl7.org/fhir/namingsystem-identifier-type", "oid other uri uuid"),
-    ),
+    "namingsystem-identifier-type": (("http://hl7.org/fhir/namingsystem-identifier-type", "oid other uri uuid"),),
     "namingsystem-type": (("http://hl7.org/fhir/namingsystem-type", "codesystem identifier root"),),
     "narrative-status": (("http://hl7.org/fhir/narrative-status", "additional empty extensions generated"),),
     "network-type": (("http://hl7.org/fhir/network-type", "1 2 3 4 5"),),
     "note-type": (("http://hl7.org/fhir/note-type", "display print printoper"),),
-    "observation-range-category": (
-        ("http://hl7.org/fhir/observation-range-category", "absolute critical reference"),
-    ),
+    "observation-range-category": (("http://hl7.org/fhir/observation-range-category", "absolute critical reference"),),
     "observation-status": (
         (
             "http://hl7.org/fhir/observation-status",
@@ -700,21 +598,15 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "operation-kind": (("http://hl7.org/fhir/operation-kind", "operation query"),),
     "operation-parameter-use": (("http://hl7.org/fhir/operation-parameter-use", "in out"),),
     "orientation-type": (("http://hl7.org/fhir/orientation-type", "antisense sense"),),
-    "participantrequired": (
-        ("http://hl7.org/fhir/participantrequired", "information-only optional required"),
-    ),
-    "participationstatus": (
-        ("http://hl7.org/fhir/participationstatus", "accepted declined needs-action tentative"),
-    ),
+    "participantrequired": (("http://hl7.org/fhir/participantrequired", "information-only optional required"),),
+    "participationstatus": (("http://hl7.org/fhir/participationstatus", "accepted declined needs-action tentative"),),
     "permitted-data-type": (
         (
             "http://hl7.org/fhir/permitted-data-type",
             ("CodeableConcept Period Quantity Range Ratio SampledData boolean dateTime integer string time"),
         ),
     ),
-    "product-category": (
-        ("http://hl7.org/fhir/product-category", "biologicalAgent cells fluid organ tissue"),
-    ),
+    "product-category": (("http://hl7.org/fhir/product-category", "biologicalAgent cells fluid organ tissue"),),
     "product-status": (("http://hl7.org/fhir/product-status", "available unavailable"),),
     "product-storage-scale": (("http://hl7.org/fhir/product-storage-scale", "celsius farenheit kelvin"),),
     "property-representation": (
@@ -727,39 +619,25 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "quality-type": (("http://hl7.org/fhir/quality-type", "indel snp unknown"),),
     "quantity-comparator": (("http://hl7.org/fhir/quantity-comparator", "< <= > >="),),
     "questionnaire-answers-status": (
-        (
-            "http://hl7.org/fhir/questionnaire-answers-status",
-            "amended completed entered-in-error in-progress stopped",
-        ),
+        ("http://hl7.org/fhir/questionnaire-answers-status", "amended completed entered-in-error in-progress stopped"),
     ),
     "questionnaire-enable-behavior": (("http://hl7.org/fhir/questionnaire-enable-behavior", "all any"),),
-    "questionnaire-enable-operator": (
-        ("http://hl7.org/fhir/questionnaire-enable-operator", "!= < <= = > >= exists"),
-    ),
+    "questionnaire-enable-operator": (("http://hl7.org/fhir/questionnaire-enable-operator", "!= < <= = > >= exists"),),
     "reaction-event-severity": (("http://hl7.org/fhir/reaction-event-severity", "mild moderate severe"),),
     "reference-handling-policy": (
         ("http://hl7.org/fhir/reference-handling-policy", "enforced literal local logical resolves"),
     ),
-    "reference-version-rules": (
-        ("http://hl7.org/fhir/reference-version-rules", "either independent specific"),
-    ),
+    "reference-version-rules": (("http://hl7.org/fhir/reference-version-rules", "either independent specific"),),
     "related-artifact-type": (
         (
             "http://hl7.org/fhir/related-artifact-type",
-            (
-                "citation composed-of depends-on derived-from documentation justification "
-                "predecessor successor"
-            ),
+            ("citation composed-of depends-on derived-from documentation justification predecessor successor"),
         ),
     ),
     "relation-type": (("http://hl7.org/fhir/relation-type", "is-replaced-by triggers"),),
     "remittance-outcome": (("http://hl7.org/fhir/remittance-outcome", "complete error partial queued"),),
-    "report-action-result-codes": (
-        ("http://hl7.org/fhir/report-action-result-codes", "error fail pass skip warning"),
-    ),
-    "report-participant-type": (
-        ("http://hl7.org/fhir/report-participant-type", "client server test-engine"),
-    ),
+    "report-action-result-codes": (("http://hl7.org/fhir/report-action-result-codes", "error fail pass skip warning"),),
+    "report-participant-type": (("http://hl7.org/fhir/report-participant-type", "client server test-engine"),),
     "report-result-codes": (("http://hl7.org/fhir/report-result-codes", "fail pass pending"),),
     "report-status-codes": (
         ("http://hl7.org/fhir/report-status-codes", "completed entered-in-error in-progress stopped waiting"),
@@ -783,10 +661,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     "request-status": (
-        (
-            "http://hl7.org/fhir/request-status",
-            "active completed draft entered-in-error on-hold revoked unknown",
-        ),
+        ("http://hl7.org/fhir/request-status", "active completed draft entered-in-error on-hold revoked unknown"),
     ),
     "research-element-type": (("http://hl7.org/fhir/research-element-type", "exposure outcome population"),),
     "research-study-status": (
@@ -810,9 +685,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             ),
         ),
     ),
-    "resource-aggregation-mode": (
-        ("http://hl7.org/fhir/resource-aggregation-mode", "bundled contained referenced"),
-    ),
+    "resource-aggregation-mode": (("http://hl7.org/fhir/resource-aggregation-mode", "bundled contained referenced"),),
     "resource-slicing-rules": (("http://hl7.org/fhir/resource-slicing-rules", "closed open openAtEnd"),),
     "resource-types": (
         (
@@ -867,18 +740,11 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     "search-param-type": (
-        (
-            "http://hl7.org/fhir/search-param-type",
-            "composite date number quantity reference special string token uri",
-        ),
+        ("http://hl7.org/fhir/search-param-type", "composite date number quantity reference special string token uri"),
     ),
-    "search-xpath-usage": (
-        ("http://hl7.org/fhir/search-xpath-usage", "distance nearby normal other phonetic"),
-    ),
+    "search-xpath-usage": (("http://hl7.org/fhir/search-xpath-usage", "distance nearby normal other phonetic"),),
     "sequence-type": (("http://hl7.org/fhir/sequence-type", "aa dna rna"),),
-    "slotstatus": (
-        ("http://hl7.org/fhir/slotstatus", "busy busy-tentative busy-unavailable entered-in-error free"),
-    ),
+    "slotstatus": (("http://hl7.org/fhir/slotstatus", "busy busy-tentative busy-unavailable entered-in-error free"),),
     "sort-direction": (("http://hl7.org/fhir/sort-direction", "ascending descending"),),
     "spdx-license": (
         (
@@ -937,9 +803,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
             ),
         ),
     ),
-    "specimen-contained-preference": (
-        ("http://hl7.org/fhir/specimen-contained-preference", "alternate preferred"),
-    ),
+    "specimen-contained-preference": (("http://hl7.org/fhir/specimen-contained-preference", "alternate preferred"),),
     "specimen-status": (
         ("http://hl7.org/fhir/specimen-status", "available entered-in-error unavailable unsatisfactory"),
     ),
@@ -963,20 +827,13 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     "system-restful-interaction": (
-        (
-            "http://hl7.org/fhir/restful-interaction",
-            (
-                "batch capabilities create delete history history-instance history-system "
-                "history-type operation patch read search search-system search-type "
-                "transaction update vread"
-            ),
-        ),
+        ("http://hl7.org/fhir/restful-interaction", "batch history-system search-system transaction"),
     ),
     "task-intent": (
         ("http://hl7.org/fhir/task-intent", "unknown"),
         (
             "http://hl7.org/fhir/request-intent",
-            ("directive filler-order instance-order option order original-order plan proposal reflex-order"),
+            ("filler-order instance-order option order original-order plan proposal reflex-order"),
         ),
     ),
     "task-status": (
@@ -991,40 +848,24 @@ VALUE_SETS: dict[str, tuple[tuple[str, str], ...]] = {
     "trigger-type": (
         (
             "http://hl7.org/fhir/trigger-type",
-            (
-                "data-access-ended data-accessed data-added data-changed data-modified "
-                "data-removed named-event periodic"
-            ),
+            ("data-access-ended data-accessed data-added data-changed data-modified data-removed named-event periodic"),
         ),
     ),
     "type-derivation-rule": (("http://hl7.org/fhir/type-derivation-rule", "constraint specialization"),),
     "type-restful-interaction": (
         (
             "http://hl7.org/fhir/restful-interaction",
-            (
-                "batch capabilities create delete history history-instance history-system "
-                "history-type operation patch read search search-system search-type "
-                "transaction update vread"
-            ),
+            ("create delete history-instance history-type patch read search-type update vread"),
         ),
     ),
-    "udi-entry-type": (
-        ("http://hl7.org/fhir/udi-entry-type", "barcode card manual rfid self-reported unknown"),
-    ),
+    "udi-entry-type": (("http://hl7.org/fhir/udi-entry-type", "barcode card manual rfid self-reported unknown"),),
     "units-of-time": (("http://unitsofmeasure.org", "a d h min mo s wk"),),
-    "v3-ConfidentialityClassification": (
-        ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "L M N R U V"),
-    ),
+    "v3-ConfidentialityClassification": (("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "L M N R U V"),),
     "variable-type": (("http://hl7.org/fhir/variable-type", "continuous descriptive dichotomous"),),
     "verificationresult-status": (
-        (
-            "http://hl7.org/fhir/CodeSystem/status",
-            "attested in-process req-revalid reval-fail val-fail validated",
-        ),
+        ("http://hl7.org/fhir/CodeSystem/status", "attested in-process req-revalid reval-fail val-fail validated"),
     ),
-    "versioning-policy": (
-        ("http://hl7.org/fhir/versioning-policy", "no-version versioned versioned-update"),
-    ),
+    "versioning-policy": (("http://hl7.org/fhir/versioning-policy", "no-version versioned versioned-update"),),
     "vision-base-codes": (("http://hl7.org/fhir/vision-base-codes", "down in out up"),),
     "vision-eye-codes": (("http://hl7.org/fhir/vision-eye-codes", "left right"),),
 }
@@ -1424,13 +1265,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "modifierExtension": ("Extension", True, False, None, None),
         "rating": ("CodeableConcept", True, False, None, None),
         "note": ("Annotation", True, False, None, None),
-        "certaintySubcomponent": (
-            "EffectEvidenceSynthesis.certainty.certaintySubcomponent",
-            True,
-            False,
-            None,
-            None,
-        ),
+        "certaintySubcomponent": ("EffectEvidenceSynthesis.certainty.certaintySubcomponent", True, False, None, None),
     },
     "EffectEvidenceSynthesis.certainty.certaintySubcomponent": {
         "id": ("string", False, False, None, None),
@@ -1449,13 +1284,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "variantState": ("CodeableConcept", False, False, None, None),
         "value": ("decimal", False, False, None, None),
         "unitOfMeasure": ("CodeableConcept", False, False, None, None),
-        "precisionEstimate": (
-            "EffectEvidenceSynthesis.effectEstimate.precisionEstimate",
-            True,
-            False,
-            None,
-            None,
-        ),
+        "precisionEstimate": ("EffectEvidenceSynthesis.effectEstimate.precisionEstimate", True, False, None, None),
     },
     "EffectEvidenceSynthesis.effectEstimate.precisionEstimate": {
         "id": ("string", False, False, None, None),
@@ -1605,13 +1434,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "clinicalTrial": ("Reference", True, False, None, None),
         "name": ("MedicinalProduct.name", True, True, None, None),
         "crossReference": ("Identifier", True, False, None, None),
-        "manufacturingBusinessOperation": (
-            "MedicinalProduct.manufacturingBusinessOperation",
-            True,
-            False,
-            None,
-            None,
-        ),
+        "manufacturingBusinessOperation": ("MedicinalProduct.manufacturingBusinessOperation", True, False, None, None),
         "specialDesignation": ("MedicinalProduct.specialDesignation", True, False, None, None),
     },
     "MedicinalProduct.manufacturingBusinessOperation": {
@@ -1924,13 +1747,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "ingredient": ("Reference", True, False, None, None),
         "device": ("Reference", True, False, None, None),
         "characteristics": ("MedicinalProductPharmaceutical.characteristics", True, False, None, None),
-        "routeOfAdministration": (
-            "MedicinalProductPharmaceutical.routeOfAdministration",
-            True,
-            True,
-            None,
-            None,
-        ),
+        "routeOfAdministration": ("MedicinalProductPharmaceutical.routeOfAdministration", True, True, None, None),
     },
     "MedicinalProductPharmaceutical.characteristics": {
         "id": ("string", False, False, None, None),
@@ -2040,13 +1857,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "modifierExtension": ("Extension", True, False, None, None),
         "rating": ("CodeableConcept", True, False, None, None),
         "note": ("Annotation", True, False, None, None),
-        "certaintySubcomponent": (
-            "RiskEvidenceSynthesis.certainty.certaintySubcomponent",
-            True,
-            False,
-            None,
-            None,
-        ),
+        "certaintySubcomponent": ("RiskEvidenceSynthesis.certainty.certaintySubcomponent", True, False, None, None),
     },
     "RiskEvidenceSynthesis.certainty.certaintySubcomponent": {
         "id": ("string", False, False, None, None),
@@ -2066,13 +1877,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "unitOfMeasure": ("CodeableConcept", False, False, None, None),
         "denominatorCount": ("integer", False, False, None, None),
         "numeratorCount": ("integer", False, False, None, None),
-        "precisionEstimate": (
-            "RiskEvidenceSynthesis.riskEstimate.precisionEstimate",
-            True,
-            False,
-            None,
-            None,
-        ),
+        "precisionEstimate": ("RiskEvidenceSynthesis.riskEstimate.precisionEstimate", True, False, None, None),
     },
     "RiskEvidenceSynthesis.riskEstimate.precisionEstimate": {
         "id": ("string", False, False, None, None),
@@ -2416,13 +2221,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "polymer": ("Reference", False, False, None, None),
         "protein": ("Reference", False, False, None, None),
         "sourceMaterial": ("Reference", False, False, None, None),
-        "molecularWeight": (
-            "SubstanceSpecification.structure.isotope.molecularWeight",
-            True,
-            False,
-            None,
-            None,
-        ),
+        "molecularWeight": ("SubstanceSpecification.structure.isotope.molecularWeight", True, False, None, None),
     },
     "SubstanceSpecification.code": {
         "id": ("string", False, False, None, None),
@@ -2508,13 +2307,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "molecularFormula": ("string", False, False, None, None),
         "molecularFormulaByMoiety": ("string", False, False, None, None),
         "isotope": ("SubstanceSpecification.structure.isotope", True, False, None, None),
-        "molecularWeight": (
-            "SubstanceSpecification.structure.isotope.molecularWeight",
-            False,
-            False,
-            None,
-            None,
-        ),
+        "molecularWeight": ("SubstanceSpecification.structure.isotope.molecularWeight", False, False, None, None),
         "source": ("Reference", True, False, None, None),
         "representation": ("SubstanceSpecification.structure.representation", True, False, None, None),
     },
@@ -2526,13 +2319,7 @@ TABLE_TYPES: dict[str, dict[str, tuple[str, bool, bool, str | None, str | None]]
         "name": ("CodeableConcept", False, False, None, None),
         "substitution": ("CodeableConcept", False, False, None, None),
         "halfLife": ("Quantity", False, False, None, None),
-        "molecularWeight": (
-            "SubstanceSpecification.structure.isotope.molecularWeight",
-            False,
-            False,
-            None,
-            None,
-        ),
+        "molecularWeight": ("SubstanceSpecification.structure.isotope.molecularWeight", False, False, None, None),
     },
     "SubstanceSpecification.structure.isotope.molecularWeight": {
         "id": ("string", False, False, None, None),

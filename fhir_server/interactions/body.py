@@ -22,9 +22,7 @@ def validate_or_raise(resource: Any, expected_type: str) -> dict[str, Any]:
     outcome = [OutcomeIssue(i.severity, i.code, i.diagnostics, tuple(i.expression)) for i in issues]
     status = 400 if any(i.code in STRUCTURE_CODES for i in issues) else 422
     first, rest = outcome[0], outcome[1:]
-    raise FHIRError(
-        status, first.diagnostics, code=first.code, expression=first.expression, extra_issues=rest
-    )
+    raise FHIRError(status, first.diagnostics, code=first.code, expression=first.expression, extra_issues=rest)
 
 
 def check_type(resource: dict[str, Any], resource_type: str) -> None:

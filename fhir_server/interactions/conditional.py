@@ -22,16 +22,12 @@ def parse_criteria(raw: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
     return items
 
 
-async def matching(
-    ctx: ServerContext, resource_type: str, criteria: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
+async def matching(ctx: ServerContext, resource_type: str, criteria: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Up to two current resources matching the criteria (two is enough to answer 412)."""
     return await find_current(ctx, resource_type, criteria, limit=2, strict=True)
 
 
-def single_match(
-    matches: list[dict[str, Any]], resource_type: str, criteria: list[tuple[str, str]]
-) -> dict | None:
+def single_match(matches: list[dict[str, Any]], resource_type: str, criteria: list[tuple[str, str]]) -> dict | None:
     if len(matches) > 1:
         raise precondition_failed(
             f"several {resource_type} resources match {urlencode(criteria)}: the criteria must select one"

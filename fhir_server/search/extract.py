@@ -56,6 +56,16 @@ def _plans(registry: Registry, resource_type: str) -> list[_Plan]:
     return plans
 
 
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(resource_type: str, code: str, rid: Any, exc: Exception) -> None:
+    """A failing custom expression fails on every resource: warn once, then only at debug level."""
+    level = logging.DEBUG if (resource_type, code) in _WARNED else logging.WARNING
+    _WARNED.add((resource_type, code))
+    log.log(level, "search parameter %s not indexed on %s/%s: %s", code, resource_type, rid, exc)
+
+
 def extract_index(resource: dict[str, Any], registry: Registry, base_url: str) -> dict[str, Any]:
     """The search index of `resource`: {param code: {field: [values]}} (empty entries left out)."""
     resource_type = resource.get("resourceType")
@@ -70,13 +80,7 @@ def extract_index(resource: dict[str, Any], registry: Registry, base_url: str) -
                 continue
             entry = plan.index(items, plan.param, ctx)
         except Exception as exc:  # fhirpathpy errors on odd data: skip the parameter, keep the write
-            log.warning(
-                "search parameter %s not indexed on %s/%s: %s",
-                plan.code,
-                resource_type,
-                resource.get("id"),
-                exc,
-            )
+            _warn_once(resource_type, plan.code, resource.get("id"), exc)
             continue
         if entry:
             out[plan.code] = entry

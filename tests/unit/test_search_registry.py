@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_server.search.extract import extract_index
 from fhir_server.search.registry import (
     PROFILES_DIR,
     Registry,
@@ -123,6 +124,16 @@ def test_custom_parameters_are_loaded_and_override(tmp_path: Path) -> None:
     params = registry.params_for("Patient")
     assert params["birthsex"].url == custom_birthsex["url"]
     assert params["gender"].type == "string"
+    patient = {
+        "resourceType": "Patient",
+        "gender": "female",
+        "extension": [
+            {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": "F"}
+        ],
+    }
+    index = extract_index(patient, registry, "http://localhost/fhir")
+    assert index["birthsex"] == {"c": ["F"], "sc": ["|F"]}
+    assert index["gender"] == {"n": ["female"], "x": ["female"]}
 
 
 def test_build_script_reproduces_the_committed_registry() -> None:

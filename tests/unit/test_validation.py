@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server import validation
 from fhir_server.validation import (
     R4_RESOURCE_TYPES,
     TYPES_WITHOUT_R4B_MODEL,
@@ -67,7 +68,7 @@ R4B_ONLY = [
     "SubstanceDefinition",
 ]
 # A FHIRPath location as the validator writes them: Type(.element([index])?)*
-FHIRPATH = re.compile(r"[A-Z][A-Za-z]*(\.[A-Za-z][A-Za-z0-9]*(\[\d+\])?)*")
+FHIRPATH = re.compile(r"[A-Z][A-Za-z]*(\.[A-Za-z][A-Za-z0-9_]*(\[\d+\])?)*")
 XHTML = "http://www.w3.org/1999/xhtml"
 
 
@@ -191,7 +192,7 @@ GARBAGE: list[object] = [
     patient(name=[[[[]]]]),
     patient(name=[None, {}, [], "x", 1]),
     patient(name={"given": {"a": "b"}}),
-    patient(_name={"x": 1}, _foo=[1], __=None),
+    patient(_name={"x": 1}, _foo=[1], __=None, **{"a b": 1, "": 2, "x" * 500: 3}),
     patient(contained=[1, None, {}, {"resourceType": "Patient", "contained": [{"resourceType": "X"}]}]),
     patient(multipleBirthInteger=2**80, extension=[{"url": None, "valueDecimal": float("nan")}]),
     patient(birthDate=object(), gender=("male",), telecom={1, 2}),
@@ -207,6 +208,7 @@ def test_garbage_gives_issues_and_never_raises(garbage: object) -> None:
     found = validate_resource(garbage)
     assert found and all(isinstance(i, Issue) for i in found)
     assert all(i.code != "exception" for i in found), found
+    assert all(FHIRPATH.fullmatch(e) for i in found for e in i.expression), found
 
 
 def test_deep_nesting_is_refused_without_recursion_error() -> None:
@@ -820,9 +822,18 @@ def test_synthea_errors_are_located() -> None:
 # ---- the pydantic pass ----------------------------------------------------------------
 
 
-def test_pydantic_loc_to_fhirpath() -> None:
-    from fhir_server.validation import _loc_to_fhirpath, _pydantic_code
+def test_model_errors_are_mapped_to_issues(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blind the walk to dates: the R4B model then catches the impossible date on its own.
+    monkeypatch.setitem(validation._PRIMITIVE_CHECKS, "date", lambda value: None)
+    resource = patient(name=[{"family": "X"}], birthDate="2001-02-30")
+    found = validate_resource(resource)
+    assert [(i.code, i.expression) for i in found] == [("value", ("Patient.birthDate",))]
+    assert found[0].diagnostics.startswith("R4B model: ")
+    assert validate_resource(resource, model_check=False) == []
 
+
+def test_pydantic_loc_to_fhirpath() -> None:
+    _loc_to_fhirpath, _pydantic_code = validation._loc_to_fhirpath, validation._pydantic_code
     assert _loc_to_fhirpath("Patient", ("name", 0, "_given", 1)) == "Patient.name[0].given[1]"
     assert _loc_to_fhirpath("Observation", ("valueQuantity", "value")) == "Observation.valueQuantity.value"
     assert _loc_to_fhirpath("Patient", ("root", "function-wrap[x]", "id")) == "Patient.id"
