@@ -8,7 +8,9 @@ fhir.resources 6.1.0, the last release of that library generated from R4 4.0.1.
 - R4_RESOURCE_TYPES_TEXT: every concrete R4 resource type (space separated).
 - VALUE_SETS: the codes of every enumerable value set that R4 binds with strength
   "required" to a code / Coding / CodeableConcept element: name -> ((system, codes), ...).
-  (mimetypes, currencies, ucum-units and LOINC LL379-9 are not enumerable and absent.)
+  (mimetypes, currencies, ucum-units and LOINC LL379-9 are not enumerable and absent; the
+  value sets that pick a few concepts of a larger code system, which that package expands
+  whole, are cut to their R4 concept lists.)
 - MODEL_BINDINGS: "<R4B model class>.<element>" -> VALUE_SETS name, i.e. the R4
   required bindings of the elements that are validated through an R4B model.
 - TABLE_TYPES: element tables for the R4 types whose R4B model is missing or has a
