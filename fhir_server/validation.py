@@ -94,9 +94,7 @@ def is_known_type(name: object) -> bool:
     return isinstance(name, str) and name in R4_RESOURCE_TYPES
 
 
-def validate_resource(
-    resource: object, expected_type: str | None = None, *, model_check: bool = True
-) -> list[Issue]:
+def validate_resource(resource: object, expected_type: str | None = None, *, model_check: bool = True) -> list[Issue]:
     """Validate one FHIR R4 resource given as parsed JSON; an empty list means valid.
 
     ``expected_type`` is the type the caller requires (e.g. from the URL); a different
@@ -112,9 +110,7 @@ def validate_resource(
         if model_check and not walk.issues and not walk.too_deep:
             _add_pydantic_issues(walk, resource)
     except Exception as exc:  # a validator that crashes must still answer
-        walk.issues.append(
-            Issue("fatal", "exception", f"Validation failed unexpectedly: {type(exc).__name__}", ())
-        )
+        walk.issues.append(Issue("fatal", "exception", f"Validation failed unexpectedly: {type(exc).__name__}", ()))
     return walk.issues
 
 
@@ -568,9 +564,7 @@ class _Walk:
 
     # ---- resources ----
 
-    def resource(
-        self, value: object, path: str, expected: str | None = None, contained: bool = False
-    ) -> None:
+    def resource(self, value: object, path: str, expected: str | None = None, contained: bool = False) -> None:
         """A resource at ``path`` ("" for the top level, where its type names the path)."""
         if not isinstance(value, dict):
             self.add("structure", f"A resource must be a JSON object, not {_json_kind(value)}", path)

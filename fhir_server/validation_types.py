@@ -1,7 +1,7 @@
 """FHIR R4 (4.0.1) definitions that the fhir.resources R4B models cannot supply.
 
-GENERATED FILE - regenerate rather than edit. Source: the official FHIR R4 4.0.1
-StructureDefinitions and ValueSets (as packaged in the npm package fhir@4.12.0,
+Generated data (by a one-off script kept outside this repository). Source: the official
+FHIR R4 4.0.1 StructureDefinitions and ValueSets (as packaged in the npm package fhir@4.12.0,
 profiles/types.json + profiles/valuesets.json), cross-checked against
 fhir.resources 6.1.0, the last release of that library generated from R4 4.0.1.
 

@@ -105,6 +105,20 @@ async def _total(ctx: ServerContext, scope: Scope, filters: list[dict[str, Any]]
 async def run_search(
     request: Request, ctx: ServerContext, scope: Scope, params: list[tuple[str, str]]
 ) -> dict[str, Any]:
+    """The searchset, never showing part of a transaction (see storage/transactions.py)."""
+    tx = ctx.store.tx
+    for _ in range(5):
+        await tx.settle()
+        before = await tx.commit_sequence()
+        bundle = await _run_search_once(request, ctx, scope, params)
+        if await tx.commit_sequence() == before:
+            return bundle
+    raise FHIRError(503, "too many concurrent transactions to answer consistently; retry", code="transient")
+
+
+async def _run_search_once(
+    request: Request, ctx: ServerContext, scope: Scope, params: list[tuple[str, str]]
+) -> dict[str, Any]:
     strict = prefer_handling(request) == "strict"
     warnings: list[OutcomeIssue] = []
     filters: list[dict[str, Any]] = []

@@ -22,13 +22,15 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.errors import FHIRError, gone, not_found, precondition_failed
+from fhir_server.storage.clock import fhir_instant, now_ms
 from fhir_server.storage.database import Database
+from fhir_server.storage.transactions import Transactions
 
 IndexFn = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -55,16 +57,6 @@ class StoredVersion:
         return self.resource is None
 
 
-def now_ms() -> datetime:
-    """Now in UTC, truncated to the millisecond BSON dates keep."""
-    t = datetime.now(UTC)
-    return t.replace(microsecond=t.microsecond // 1000 * 1000)
-
-
-def fhir_instant(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -84,23 +76,21 @@ def stamp(resource: dict[str, Any], rid: str, version: int, lu: datetime) -> dic
 
 
 def as_version(resource_type: str, doc: dict[str, Any], created: bool = False) -> StoredVersion:
-    return StoredVersion(
-        resource_type, doc.get("id", doc["_id"]), doc["v"], doc["lu"], doc.get("res"), created
-    )
+    return StoredVersion(resource_type, doc.get("id", doc["_id"]), doc["v"], doc["lu"], doc.get("res"), created)
 
 
 class ResourceStore:
     def __init__(self, database: Database, index_fn: IndexFn) -> None:
         self.database = database
         self.index_fn = index_fn
+        self.tx = Transactions(database)
 
     # ---- reads ------------------------------------------------------------------------------------
 
     async def current(self, resource_type: str, rid: str) -> dict[str, Any] | None:
-        """The raw current document (tombstones included), or None."""
-        return await self.database.resources(resource_type).find_one(
-            {"_id": rid}, {"v": 1, "lu": 1, "res": 1, "gone": 1}
-        )
+        """The committed current document (tombstones included), or None."""
+        collection = self.database.resources(resource_type)
+        return await self.tx.visible(collection, await collection.find_one({"_id": rid}))
 
     async def read(self, resource_type: str, rid: str) -> StoredVersion:
         doc = await self.current(resource_type, rid)
@@ -112,6 +102,8 @@ class ResourceStore:
 
     async def vread(self, resource_type: str, rid: str, version: int) -> StoredVersion:
         doc = await self.database.history.find_one({"_id": history_id(resource_type, rid, version)})
+        if doc is not None and await self.tx.hidden_history([doc]):
+            doc = None
         if doc is None:
             raise FHIRError(404, f"{resource_type}/{rid} has no version {version}", code="not-found")
         if doc.get("res") is None:
@@ -120,16 +112,12 @@ class ResourceStore:
 
     # ---- writes -----------------------------------------------------------------------------------
 
-    async def create(
-        self, resource_type: str, resource: dict[str, Any], rid: str | None = None
-    ) -> StoredVersion:
+    async def create(self, resource_type: str, resource: dict[str, Any], rid: str | None = None) -> StoredVersion:
         """Create with a server-assigned id (or the given one, which must not exist yet)."""
         # A fresh UUID cannot exist yet: skip the read (the unique history _id still guards it).
         return await self.write(resource_type, rid or new_id(), resource, require_new=True, fresh=rid is None)
 
-    async def delete(
-        self, resource_type: str, rid: str, *, if_match: int | None = None
-    ) -> StoredVersion | None:
+    async def delete(self, resource_type: str, rid: str, *, if_match: int | None = None) -> StoredVersion | None:
         """Write a deletion (tombstone) version; None when there is nothing to delete."""
         try:
             return await self.write(resource_type, rid, None, if_match=if_match)
@@ -155,7 +143,10 @@ class ResourceStore:
         collection = self.database.resources(resource_type)
         await self.database.ensure_type_indexes(resource_type)
         for attempt in range(MAX_WRITE_ATTEMPTS):
-            cur = None if fresh else await self.current(resource_type, rid)
+            cur = None if fresh else await collection.find_one({"_id": rid})
+            if cur is not None and "tx" in cur:
+                await self._wait_for_transaction(cur["tx"], attempt)
+                continue
             cur_v = cur["v"] if cur else 0
             exists = cur is not None and not cur.get("gone")
             if require_new and cur is not None:
@@ -195,9 +186,7 @@ class ResourceStore:
                 continue
             await self._publish(collection, cur_v, history_doc)
             return StoredVersion(resource_type, rid, version, lu, stored, created=op == "create")
-        raise FHIRError(
-            503, f"{resource_type}/{rid} is under heavy concurrent writes; retry", code="transient"
-        )
+        raise FHIRError(503, f"{resource_type}/{rid} is under heavy concurrent writes; retry", code="transient")
 
     async def _publish(self, collection: Any, prev_v: int, history_doc: dict[str, Any]) -> None:
         """Compare-and-swap the current document from version prev_v to the claimed version."""
@@ -217,22 +206,34 @@ class ResourceStore:
             except DuplicateKeyError:
                 pass  # a roll-forward published our claim already: checked below
         else:
-            res = await collection.update_one({"_id": rid, "v": prev_v}, update)
+            res = await collection.update_one({"_id": rid, "v": prev_v, "tx": {"$exists": False}}, update)
             if res.matched_count:
                 return
         doc = await collection.find_one({"_id": rid}, {"v": 1})
-        if doc is None or doc["v"] < version:
+        if doc is None or doc.get("v", 0) < version:
             raise FHIRError(500, f"could not publish version {version} of {rid}", code="exception")
 
     async def _settle_claim(self, resource_type: str, rid: str, cur_v: int, attempt: int) -> None:
         """Another writer holds version cur_v+1: wait for it, or roll it forward once its lease is over."""
         claimed = await self.database.history.find_one({"_id": history_id(resource_type, rid, cur_v + 1)})
+        if claimed is not None and "tx" in claimed:
+            await self._wait_for_transaction(claimed["tx"], attempt)
+            return
         if claimed is not None and now_ms() - claimed["lu"] > CLAIM_LEASE:
             cur = await self.current(resource_type, rid)
             if (cur["v"] if cur else 0) == cur_v:
                 await self._publish(self.database.resources(resource_type), cur_v, claimed)
                 return
         await asyncio.sleep(min(0.002 * (attempt + 1), 0.05) * (1 + secrets.randbelow(100) / 100))
+
+    async def _wait_for_transaction(self, txid: str, attempt: int) -> None:
+        """A transaction holds this resource: help it finish if committed, else wait (or recover it)."""
+        state = await self.tx.state(txid)
+        if state == "committed" or state is None:
+            await self.tx.settle()
+            return
+        await self.tx.recover(now_ms())
+        await asyncio.sleep(min(0.005 * (attempt + 1), 0.1))
 
     # ---- history ----------------------------------------------------------------------------------
 
@@ -254,7 +255,9 @@ class ResourceStore:
             a_lu, a_id = after
             query = {"$and": [query, {"$or": [{"lu": {"$lt": a_lu}}, {"lu": a_lu, "_id": {"$gt": a_id}}]}]}
         sort = [("lu", -1), ("_id", 1)]
-        return await self.database.history.find(query).sort(sort).limit(count).to_list(count)
+        docs = await self.database.history.find(query).sort(sort).limit(count).to_list(count)
+        hidden = await self.tx.hidden_history(docs)
+        return [d for d in docs if d["_id"] not in hidden]
 
     async def history_total(
         self, *, resource_type: str | None = None, rid: str | None = None, since: datetime | None = None

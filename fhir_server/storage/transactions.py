@@ -1,0 +1,284 @@
+"""All-or-nothing transactions on MongoDB and FerretDB alike, without multi-document transactions.
+
+A transaction's writes are first staged beside the last committed state, then made visible by one
+single-document update of its journal (the commit point):
+
+1. journal `transactions/<txid>` = {state: pending, lease, ops};
+2. stage: each version is claimed in `history` (marked `tx`), and each current document gets
+   `tx: <txid>` and `next: {v, lu, res, i | gone}` while its main fields keep the committed state
+   (a resource created by the transaction is a document with only `tx` and `next`);
+3. commit: the journal goes from pending to committed;
+4. apply: `next` is copied into the main fields, the `tx` marks are removed, the journal is deleted.
+
+Readers go through `visible()`: a document marked by a pending transaction shows its main (old)
+fields, one marked by a committed transaction shows `next`. Searches first help finish committed
+transactions (`settle`) and re-run if one committed meanwhile, so they never see part of one.
+A failure before the commit point rolls back (drops `next`, the staged documents and the claimed
+versions); a crashed server's pending journal is rolled back by whichever instance finds its lease
+expired, and a committed one is finished the same way. Nothing is ever half-visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import InsertOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from fhir_server.errors import FHIRError
+from fhir_server.storage.clock import now_ms
+from fhir_server.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+TRANSACTIONS = "transactions"
+LEASE = timedelta(seconds=60)
+SEQUENCE = "commit-sequence"
+UNCOMMITTED = frozenset({"pending", "rolling-back"})
+CHUNK = 500
+
+
+@dataclass
+class StagedWrite:
+    """One resource version a transaction writes (resource None = delete)."""
+
+    resource_type: str
+    id: str
+    prev_version: int  # 0 when the resource does not exist yet (no current document at all)
+    has_current_doc: bool  # a tombstone counts: it is updated, not inserted
+    version: int
+    lu: datetime
+    resource: dict[str, Any] | None
+    index: dict[str, Any] | None = None
+    op: str = "update"
+
+    @property
+    def history_id(self) -> str:
+        return f"{self.resource_type}/{self.id}/{self.version}"
+
+    def next_fields(self) -> dict[str, Any]:
+        if self.resource is None:
+            return {"v": self.version, "lu": self.lu, "gone": True}
+        return {"v": self.version, "lu": self.lu, "res": self.resource, "i": self.index}
+
+
+@dataclass
+class FailureInjection:
+    """Tests set `after` to make staging fail after that many writes (no setting reaches it)."""
+
+    after: int | None = None
+    count: int = field(default=0)
+
+
+def _main_update(fields: dict[str, Any]) -> dict[str, Any]:
+    if fields.get("gone"):
+        return {
+            "$set": {"v": fields["v"], "lu": fields["lu"], "gone": True},
+            "$unset": {"res": "", "i": "", "tx": "", "next": ""},
+        }
+    return {
+        "$set": {"v": fields["v"], "lu": fields["lu"], "res": fields["res"], "i": fields["i"]},
+        "$unset": {"gone": "", "tx": "", "next": ""},
+    }
+
+
+class Transactions:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.inject = FailureInjection()
+
+    @property
+    def journal(self) -> Any:
+        return self.database.db[TRANSACTIONS]
+
+    # ---- readers ----------------------------------------------------------------------------------
+
+    async def state(self, txid: str) -> str | None:
+        doc = await self.journal.find_one({"_id": txid}, {"state": 1})
+        return doc["state"] if doc else None
+
+    async def visible(self, collection: Any, doc: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The committed state of a current document (None if it does not exist for readers)."""
+        for _ in range(20):
+            if doc is None or "tx" not in doc:
+                return doc
+            state = await self.state(doc["tx"])
+            if state in UNCOMMITTED:
+                return doc if "v" in doc else None
+            if state == "committed":
+                return {"_id": doc["_id"], **doc["next"]}
+            # The journal is gone: the transaction finished (or rolled back) since we read; read again.
+            doc = await collection.find_one({"_id": doc["_id"]})
+        raise FHIRError(503, "resource busy with a transaction; retry", code="transient")
+
+    async def hidden_history(self, docs: list[dict[str, Any]]) -> set[str]:
+        """History `_id`s among `docs` that belong to transactions not committed."""
+        txids = {d["tx"] for d in docs if "tx" in d}
+        if not txids:
+            return set()
+        states = {d["_id"]: d["state"] async for d in self.journal.find({"_id": {"$in": list(txids)}})}
+        return {d["_id"] for d in docs if "tx" in d and states.get(d["tx"]) in UNCOMMITTED}
+
+    async def settle(self) -> datetime | None:
+        """Finish every committed transaction; return the time of the latest commit seen."""
+        latest = None
+        async for journal in self.journal.find({"state": "committed"}):
+            await self._apply_from_documents(journal)
+            latest = max(latest or journal["committed"], journal["committed"])
+        return latest
+
+    async def commit_sequence(self) -> int:
+        """Bumped after every commit, before its writes are applied: a reader that sees the same
+        number before and after a query saw no transaction being applied."""
+        doc = await self.journal.find_one({"_id": SEQUENCE})
+        return doc["n"] if doc else 0
+
+    # ---- writers ----------------------------------------------------------------------------------
+
+    async def run(self, writes: list[StagedWrite], now: datetime) -> str:
+        """Stage, commit and apply `writes` atomically; raise FHIRError (nothing visible) on failure."""
+        txid = uuid.uuid4().hex
+        ops = [{"t": w.resource_type, "id": w.id, "v": w.version, "new": not w.has_current_doc} for w in writes]
+        await self.journal.insert_one({"_id": txid, "state": "pending", "lease": now + LEASE, "ops": ops})
+        try:
+            await self._stage(txid, writes)
+        except BaseException:
+            await self._rollback(txid, ops)
+            raise
+        committed = await self.journal.update_one(
+            {"_id": txid, "state": "pending"}, {"$set": {"state": "committed", "committed": now}}
+        )
+        if committed.matched_count != 1:
+            raise FHIRError(409, "the transaction took too long and was rolled back; retry", code="conflict")
+        await self.journal.update_one({"_id": SEQUENCE}, {"$inc": {"n": 1}}, upsert=True)
+        await self._apply_in_memory(txid, writes)
+        return txid
+
+    async def _stage(self, txid: str, writes: list[StagedWrite]) -> None:
+        for start in range(0, len(writes), CHUNK):
+            chunk = writes[start : start + CHUNK]
+            self._maybe_fail(len(chunk))
+            history = [
+                {
+                    "_id": w.history_id,
+                    "t": w.resource_type,
+                    "id": w.id,
+                    "v": w.version,
+                    "lu": w.lu,
+                    "op": w.op,
+                    "res": w.resource,
+                    "tx": txid,
+                }
+                for w in chunk
+            ]
+            try:
+                await self.database.history.insert_many(history, ordered=True)
+            except (BulkWriteError, DuplicateKeyError):
+                raise FHIRError(
+                    409, "a resource of the transaction was changed concurrently; retry", code="conflict"
+                ) from None
+            by_type: dict[str, list[Any]] = defaultdict(list)
+            for w in chunk:
+                staged = {"tx": txid, "next": w.next_fields()}
+                if w.has_current_doc:
+                    flt = {"_id": w.id, "v": w.prev_version, "tx": {"$exists": False}}
+                    by_type[w.resource_type].append(UpdateOne(flt, {"$set": staged}))
+                else:
+                    by_type[w.resource_type].append(InsertOne({"_id": w.id, **staged}))
+            for rtype, requests in by_type.items():
+                await self.database.ensure_type_indexes(rtype)
+                try:
+                    result = await self.database.resources(rtype).bulk_write(requests, ordered=True)
+                except (BulkWriteError, DuplicateKeyError):
+                    raise FHIRError(
+                        409, f"a {rtype} of the transaction was created concurrently; retry", code="conflict"
+                    ) from None
+                expected = sum(isinstance(r, UpdateOne) for r in requests)
+                if result.matched_count != expected:
+                    raise FHIRError(
+                        409, f"a {rtype} of the transaction was changed concurrently; retry", code="conflict"
+                    )
+            # Heartbeat: a long transaction keeps its lease, so no other instance rolls it back.
+            await self.journal.update_one({"_id": txid}, {"$set": {"lease": now_ms() + LEASE}})
+
+    def _maybe_fail(self, n: int) -> None:
+        if self.inject.after is None:
+            return
+        self.inject.count += n
+        if self.inject.count > self.inject.after:
+            raise RuntimeError("injected failure while staging a transaction")
+
+    async def _apply_in_memory(self, txid: str, writes: list[StagedWrite]) -> None:
+        by_type: dict[str, list[Any]] = defaultdict(list)
+        for w in writes:
+            by_type[w.resource_type].append(UpdateOne({"_id": w.id, "tx": txid}, _main_update(w.next_fields())))
+        for rtype, requests in by_type.items():
+            for start in range(0, len(requests), CHUNK):
+                await self.database.resources(rtype).bulk_write(requests[start : start + CHUNK], ordered=False)
+        await self._finish(txid)
+
+    async def _apply_from_documents(self, journal: dict[str, Any]) -> None:
+        """Finish a committed transaction from what is stored (another instance, or after a crash)."""
+        txid = journal["_id"]
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for op in journal["ops"]:
+            by_type[op["t"]].append(op["id"])
+        for rtype, ids in by_type.items():
+            coll = self.database.resources(rtype)
+            async for doc in coll.find({"_id": {"$in": ids}, "tx": txid}):
+                await coll.update_one({"_id": doc["_id"], "tx": txid}, _main_update(doc["next"]))
+        await self._finish(txid)
+
+    async def _finish(self, txid: str) -> None:
+        await self.database.history.update_many({"tx": txid}, {"$unset": {"tx": ""}})
+        await self.journal.delete_one({"_id": txid})
+
+    async def _rollback(self, txid: str, ops: list[dict[str, Any]]) -> None:
+        history_ids = [f"{op['t']}/{op['id']}/{op['v']}" for op in ops]
+        for start in range(0, len(history_ids), CHUNK):
+            await self.database.history.delete_many({"_id": {"$in": history_ids[start : start + CHUNK]}, "tx": txid})
+        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for op in ops:
+            by_type[op["t"]].append(op)
+        for rtype, type_ops in by_type.items():
+            coll = self.database.resources(rtype)
+            created = [op["id"] for op in type_ops if op["new"]]
+            updated = [op["id"] for op in type_ops if not op["new"]]
+            if created:
+                await coll.delete_many({"_id": {"$in": created}, "tx": txid})
+            if updated:
+                await coll.update_many({"_id": {"$in": updated}, "tx": txid}, {"$unset": {"tx": "", "next": ""}})
+        await self.journal.delete_one({"_id": txid})
+        log.info("transaction rolled back", extra={"tx": txid, "ops": len(ops)})
+
+    async def recover(self, now: datetime) -> int:
+        """Roll back pending transactions whose lease expired, finish committed ones. Returns how many."""
+        done = 0
+        async for journal in self.journal.find({"state": "pending", "lease": {"$lt": now}}):
+            claimed = await self.journal.update_one(
+                {"_id": journal["_id"], "state": "pending", "lease": journal["lease"]},
+                {"$set": {"state": "rolling-back"}},
+            )
+            if claimed.matched_count:
+                await self._rollback(journal["_id"], journal["ops"])
+                done += 1
+        async for journal in self.journal.find({"state": "rolling-back", "lease": {"$lt": now - LEASE}}):
+            await self._rollback(journal["_id"], journal["ops"])
+            done += 1
+        if await self.settle():
+            done += 1
+        return done
+
+    async def recovery_loop(self, interval: float = 10.0) -> None:
+        while True:
+            try:
+                await self.recover(now_ms())
+            except Exception:
+                log.exception("transaction recovery failed")
+            await asyncio.sleep(interval)
