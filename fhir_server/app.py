@@ -22,7 +22,7 @@ from fhir_server.config import Settings, get_settings
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
 from fhir_server.http import check_format, outcome_response, wants_pretty
-from fhir_server.interactions import capabilities, create, delete, history, patch, read, search, update, vread
+from fhir_server.interactions import bundle, capabilities, create, delete, history, patch, read, search, update, vread
 from fhir_server.logs import RequestLogMiddleware
 from fhir_server.search.indexing import index_function
 from fhir_server.search.registry import load_registry
@@ -52,6 +52,8 @@ def _authorize(request: Request, action: str | None) -> None:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from None
     request.state.access = access
+    if action == "*":
+        return  # a bundle: each entry is checked on its own
     rtype = request.path_params.get("type")
     if not allows(access.scopes, rtype, action):
         raise FHIRError(
@@ -78,10 +80,6 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
     return wrapped
 
 
-async def not_implemented(request: Request) -> Response:
-    raise FHIRError(501, "batch and transaction Bundles are not implemented yet", code="not-supported")
-
-
 def _routes() -> list[Route]:
     def r(path: str, fn: Endpoint, methods: list[str], action: str | None) -> Route:
         return Route(FHIR_PREFIX + path.rstrip("/"), fhir_endpoint(fn, action), methods=methods)
@@ -89,7 +87,10 @@ def _routes() -> list[Route]:
     return [
         r("/metadata", capabilities.capabilities, ["GET"], None),
         r("/", search.search_system, ["GET"], "s"),
-        r("/", not_implemented, ["POST"], "c"),
+        r("/", bundle.bundle, ["POST"], "*"),
+        # Clients often write the base URL with a trailing slash.
+        Route(FHIR_PREFIX + "/", fhir_endpoint(search.search_system, "s"), methods=["GET"]),
+        Route(FHIR_PREFIX + "/", fhir_endpoint(bundle.bundle, "*"), methods=["POST"]),
         r("/_search", search.search_system, ["POST"], "s"),
         r("/_history", history.system_history, ["GET"], "r"),
         r("/{type}", search.search_type, ["GET"], "s"),

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     # Paging and limits.
     default_count: int = 20
     max_count: int = 1000
-    max_body_bytes: int = 50 * 1024 * 1024
+    max_body_bytes: int = 200 * 1024 * 1024
+    max_bundle_entries: int = 50_000
 
     # Authorisation. The full SMART authorisation server comes with the security issue; until then
     # tokens minted by `fhir-server token` are HS256 JWTs signed with a key kept in the data dir.

@@ -57,8 +57,8 @@ async def settings(ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings)
-    async with LifespanManager(application) as manager:
-        yield manager.app
+    async with LifespanManager(application):
+        yield application
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,37 @@ from fhir_server.validation import validate_resource
 STRUCTURE_CODES = frozenset({"structure", "not-supported"})
 
 
-def validate_or_raise(resource: Any, expected_type: str) -> dict[str, Any]:
-    issues = [i for i in validate_resource(resource, expected_type) if i.severity in ("error", "fatal")]
+def validate_or_raise(
+    resource: Any, expected_type: str, *, model_check: bool = True, where: str = ""
+) -> dict[str, Any]:
+    """The resource if valid, else a 400 (not FHIR JSON) or 422 (wrong FHIR content) OperationOutcome.
+
+    `where` prefixes the diagnostics and FHIRPaths (e.g. "Bundle.entry[3].resource") for bundle entries.
+    """
+    found = validate_resource(resource, expected_type, model_check=model_check)
+    issues = [i for i in found if i.severity in ("error", "fatal")]
     if not issues:
         return resource
-    outcome = [OutcomeIssue(i.severity, i.code, i.diagnostics, tuple(i.expression)) for i in issues]
+    outcome = [
+        OutcomeIssue(
+            i.severity,
+            i.code,
+            f"{where}: {i.diagnostics}" if where else i.diagnostics,
+            tuple(_located(e, where) for e in i.expression),
+        )
+        for i in issues
+    ]
     status = 400 if any(i.code in STRUCTURE_CODES for i in issues) else 422
     first, rest = outcome[0], outcome[1:]
     raise FHIRError(status, first.diagnostics, code=first.code, expression=first.expression, extra_issues=rest)
+
+
+def _located(expression: str, where: str) -> str:
+    if not where:
+        return expression
+    # "Patient.name[0]" inside entry 3 is "Bundle.entry[3].resource.name[0]".
+    _, _, rest = expression.partition(".")
+    return f"{where}.{rest}" if rest else where
 
 
 def check_type(resource: dict[str, Any], resource_type: str) -> None:

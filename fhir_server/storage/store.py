@@ -144,8 +144,8 @@ class ResourceStore:
         await self.database.ensure_type_indexes(resource_type)
         for attempt in range(MAX_WRITE_ATTEMPTS):
             cur = None if fresh else await collection.find_one({"_id": rid})
-            if cur is not None and "tx" in cur:
-                await self._wait_for_transaction(cur["tx"], attempt)
+            if cur is not None and ("tx" in cur or "txc" in cur):
+                await self._wait_for_transaction(cur.get("tx") or cur["txc"], attempt)
                 continue
             cur_v = cur["v"] if cur else 0
             exists = cur is not None and not cur.get("gone")
@@ -217,6 +217,8 @@ class ResourceStore:
         """Another writer holds version cur_v+1: wait for it, or roll it forward once its lease is over."""
         claimed = await self.database.history.find_one({"_id": history_id(resource_type, rid, cur_v + 1)})
         if claimed is not None and "tx" in claimed:
+            if await self.tx.state(claimed["tx"]) is None:
+                return  # a finished transaction: the current document is being published, read again
             await self._wait_for_transaction(claimed["tx"], attempt)
             return
         if claimed is not None and now_ms() - claimed["lu"] > CLAIM_LEASE:

@@ -4,15 +4,19 @@ A transaction's writes are first staged beside the last committed state, then ma
 single-document update of its journal (the commit point):
 
 1. journal `transactions/<txid>` = {state: pending, lease, ops};
-2. stage: each version is claimed in `history` (marked `tx`), and each current document gets
-   `tx: <txid>` and `next: {v, lu, res, i | gone}` while its main fields keep the committed state
-   (a resource created by the transaction is a document with only `tx` and `next`);
-3. commit: the journal goes from pending to committed;
-4. apply: `next` is copied into the main fields, the `tx` marks are removed, the journal is deleted.
+2. stage: each version is claimed in `history` (marked `tx`, for good); an existing current document
+   gets `tx: <txid>` and `next: {v, lu, res, i | gone}` while its main fields keep the committed
+   state; a resource the transaction creates is inserted whole, marked `txc: <txid>`;
+3. commit: the journal goes from pending to committed, and the commit sequence is bumped;
+4. apply: `next` is copied into the main fields, the `txc` marks are removed (one `update_many` per
+   type, so a 25,000-entry bundle of creates is cheap), the journal is deleted.
 
 Readers go through `visible()`: a document marked by a pending transaction shows its main (old)
-fields, one marked by a committed transaction shows `next`. Searches first help finish committed
-transactions (`settle`) and re-run if one committed meanwhile, so they never see part of one.
+fields, or does not exist if the transaction creates it; one marked by a committed transaction shows
+`next`. A `tx` mark whose journal is gone belongs to a finished transaction (a rolled-back one leaves
+no marked document behind). Searches exclude `txc` documents, first help finish committed
+transactions (`settle`) and re-run if the commit sequence moved meanwhile, so they never see part
+of a transaction.
 A failure before the commit point rolls back (drops `next`, the staged documents and the claimed
 versions); a crashed server's pending journal is rolled back by whichever instance finds its lease
 expired, and a committed one is finished the same way. Nothing is ever half-visible.
@@ -106,11 +110,15 @@ class Transactions:
     async def visible(self, collection: Any, doc: dict[str, Any] | None) -> dict[str, Any] | None:
         """The committed state of a current document (None if it does not exist for readers)."""
         for _ in range(20):
-            if doc is None or "tx" not in doc:
+            if doc is None or ("tx" not in doc and "txc" not in doc):
                 return doc
-            state = await self.state(doc["tx"])
+            state = await self.state(doc.get("tx") or doc["txc"])
+            if "txc" in doc:  # created by the transaction
+                if state in UNCOMMITTED:
+                    return None
+                return {k: v for k, v in doc.items() if k != "txc"}
             if state in UNCOMMITTED:
-                return doc if "v" in doc else None
+                return doc
             if state == "committed":
                 return {"_id": doc["_id"], **doc["next"]}
             # The journal is gone: the transaction finished (or rolled back) since we read; read again.
@@ -185,12 +193,12 @@ class Transactions:
                 ) from None
             by_type: dict[str, list[Any]] = defaultdict(list)
             for w in chunk:
-                staged = {"tx": txid, "next": w.next_fields()}
                 if w.has_current_doc:
-                    flt = {"_id": w.id, "v": w.prev_version, "tx": {"$exists": False}}
-                    by_type[w.resource_type].append(UpdateOne(flt, {"$set": staged}))
+                    flt = {"_id": w.id, "v": w.prev_version, "tx": {"$exists": False}, "txc": {"$exists": False}}
+                    update = {"$set": {"tx": txid, "next": w.next_fields()}}
+                    by_type[w.resource_type].append(UpdateOne(flt, update))
                 else:
-                    by_type[w.resource_type].append(InsertOne({"_id": w.id, **staged}))
+                    by_type[w.resource_type].append(InsertOne({"_id": w.id, **w.next_fields(), "txc": txid}))
             for rtype, requests in by_type.items():
                 await self.database.ensure_type_indexes(rtype)
                 try:
@@ -217,11 +225,17 @@ class Transactions:
     async def _apply_in_memory(self, txid: str, writes: list[StagedWrite]) -> None:
         by_type: dict[str, list[Any]] = defaultdict(list)
         for w in writes:
-            by_type[w.resource_type].append(UpdateOne({"_id": w.id, "tx": txid}, _main_update(w.next_fields())))
+            if w.has_current_doc:
+                by_type[w.resource_type].append(UpdateOne({"_id": w.id, "tx": txid}, _main_update(w.next_fields())))
         for rtype, requests in by_type.items():
             for start in range(0, len(requests), CHUNK):
                 await self.database.resources(rtype).bulk_write(requests[start : start + CHUNK], ordered=False)
+        await self._unmark_created(txid, {w.resource_type for w in writes if not w.has_current_doc})
         await self._finish(txid)
+
+    async def _unmark_created(self, txid: str, types: set[str]) -> None:
+        for rtype in sorted(types):
+            await self.database.resources(rtype).update_many({"txc": txid}, {"$unset": {"txc": ""}})
 
     async def _apply_from_documents(self, journal: dict[str, Any]) -> None:
         """Finish a committed transaction from what is stored (another instance, or after a crash)."""
@@ -233,10 +247,11 @@ class Transactions:
             coll = self.database.resources(rtype)
             async for doc in coll.find({"_id": {"$in": ids}, "tx": txid}):
                 await coll.update_one({"_id": doc["_id"], "tx": txid}, _main_update(doc["next"]))
+        await self._unmark_created(txid, {op["t"] for op in journal["ops"] if op["new"]})
         await self._finish(txid)
 
     async def _finish(self, txid: str) -> None:
-        await self.database.history.update_many({"tx": txid}, {"$unset": {"tx": ""}})
+        # History versions keep their `tx` mark: with the journal gone, readers take them as committed.
         await self.journal.delete_one({"_id": txid})
 
     async def _rollback(self, txid: str, ops: list[dict[str, Any]]) -> None:
@@ -251,7 +266,7 @@ class Transactions:
             created = [op["id"] for op in type_ops if op["new"]]
             updated = [op["id"] for op in type_ops if not op["new"]]
             if created:
-                await coll.delete_many({"_id": {"$in": created}, "tx": txid})
+                await coll.delete_many({"txc": txid})
             if updated:
                 await coll.update_many({"_id": {"$in": updated}, "tx": txid}, {"$unset": {"tx": "", "next": ""}})
         await self.journal.delete_one({"_id": txid})
