@@ -5,6 +5,7 @@ docs/ARCHITECTURE.md follows a request from here to MongoDB and back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -137,9 +138,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             TokenVerifier(settings.data_dir, settings.token_issuer, base_url) if settings.auth_enabled else None
         )
         log.info("fhir-server ready", extra={"base_url": base_url, "embedded_db": opened.embedded is not None})
+        # Finishes or rolls back transactions a crashed instance left behind (see storage/transactions.py).
+        recovery = asyncio.create_task(store.tx.recovery_loop())
         try:
             yield
         finally:
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
             if own:
                 await opened.close()
 

@@ -80,9 +80,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def ferretdb_children(pid: int) -> list[int]:
-    out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(line.split()[0]) for line in out.splitlines() if "ferretdb-embedded" in line]
 
 
@@ -95,18 +93,13 @@ def test_data_survives_a_restart_and_ferretdb_follows_the_server(data_dir: Path)
         assert len(children) == 1
         token = server.token()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
-        r = httpx.post(
-            f"{server.base}/Patient", json={"resourceType": "Patient", "gender": "female"}, headers=headers
-        )
+        r = httpx.post(f"{server.base}/Patient", json={"resourceType": "Patient", "gender": "female"}, headers=headers)
         assert r.status_code == 201, r.text
         pid = r.json()["id"]
     finally:
         assert server.stop() == 0
     # FerretDB was stopped with the server.
-    assert (
-        not Path(f"/proc/{children[0]}").exists()
-        or "zombie" in Path(f"/proc/{children[0]}/status").read_text()
-    )
+    assert not Path(f"/proc/{children[0]}").exists() or "zombie" in Path(f"/proc/{children[0]}/status").read_text()
     assert (data_dir / "ferretdb").is_dir()
 
     again = Server(data_dir, port)
@@ -152,3 +145,53 @@ def test_clear_error_when_data_dir_is_unusable(tmp_path: Path) -> None:
     assert code != 0
     assert "Traceback" not in output
     assert "var" in output
+
+
+def test_transaction_killed_midway_is_never_half_visible(data_dir: Path) -> None:
+    import threading
+
+    port = free_port()
+    server = Server(data_dir, port)
+    server.wait_ready()
+    token = server.token()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    n = 4000
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "request": {"method": "POST", "url": "Basic"},
+                "resource": {"resourceType": "Basic", "code": {"text": "k"}},
+            }
+            for _ in range(n)
+        ],
+    }
+
+    def send() -> None:
+        try:
+            httpx.post(server.base, json=bundle, headers=headers, timeout=120)
+        except httpx.TransportError:
+            pass  # the server is killed under it
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(1.5)
+    server.proc.kill()
+    server.proc.wait(10)
+    sender.join(30)
+
+    again = Server(data_dir, port)
+    try:
+        again.wait_ready()
+        auth = {"Authorization": f"Bearer {again.token()}"}
+        seen = []
+        for _ in range(3):
+            r = httpx.get(f"{again.base}/Basic", params={"_summary": "count"}, headers=auth)
+            seen.append(r.json()["total"])
+            hist = httpx.get(f"{again.base}/Basic/_history", params={"_count": "1"}, headers=auth).json()
+            seen.append(hist["total"])
+            time.sleep(0.5)
+        assert all(t in (0, n) for t in seen), seen
+    finally:
+        again.stop()

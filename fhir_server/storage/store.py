@@ -264,7 +264,12 @@ class ResourceStore:
     async def history_total(
         self, *, resource_type: str | None = None, rid: str | None = None, since: datetime | None = None
     ) -> int:
-        return await self.database.history.count_documents(history_query(resource_type, rid, since))
+        query = history_query(resource_type, rid, since)
+        total = await self.database.history.count_documents(query)
+        uncommitted = await self.tx.uncommitted_ids()
+        if uncommitted:
+            total -= await self.database.history.count_documents({**query, "tx": {"$in": uncommitted}})
+        return total
 
 
 def history_query(resource_type: str | None, rid: str | None, since: datetime | None) -> dict[str, Any]:

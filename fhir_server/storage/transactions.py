@@ -133,6 +133,9 @@ class Transactions:
         states = {d["_id"]: d["state"] async for d in self.journal.find({"_id": {"$in": list(txids)}})}
         return {d["_id"] for d in docs if "tx" in d and states.get(d["tx"]) in UNCOMMITTED}
 
+    async def uncommitted_ids(self) -> list[str]:
+        return [d["_id"] async for d in self.journal.find({"state": {"$in": list(UNCOMMITTED)}}, {"_id": 1})]
+
     async def settle(self) -> datetime | None:
         """Finish every committed transaction; return the time of the latest commit seen."""
         latest = None
