@@ -336,7 +336,7 @@ async def _load_existing(ctx: ServerContext, entries: list[Entry]) -> None:
         coll = ctx.database.resources(rtype)
         docs = {d["_id"]: d async for d in coll.find({"_id": {"$in": [e.rid for e in group]}})}
         for e in group:
-            doc = await ctx.store.tx.visible(coll, docs.get(e.rid))
+            doc = await ctx.store.tx.visible(coll, docs.get(e.rid), e.rid)
             e.existing = doc
 
 

@@ -108,8 +108,10 @@ async def run_search(
     """The searchset, never showing part of a transaction (see storage/transactions.py)."""
     tx = ctx.store.tx
     for _ in range(5):
-        await tx.settle()
+        # Sequence first, then settle: a commit after this read changes the sequence; one before it
+        # is fully applied by settle() before the query runs.
         before = await tx.commit_sequence()
+        await tx.settle()
         bundle = await _run_search_once(request, ctx, scope, params)
         if await tx.commit_sequence() == before:
             return bundle

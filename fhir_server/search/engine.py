@@ -17,8 +17,8 @@ from fhir_server.search.errors import SearchError
 from fhir_server.search.query import build_filter
 
 # Every search runs on current, non-deleted resources only.
-# Tombstones have no `res`; resources a transaction creates are marked `txc` until it is applied.
-LIVE: dict[str, Any] = {"res": {"$exists": True}, "txc": {"$exists": False}}
+# Tombstones have no `res`.
+LIVE: dict[str, Any] = {"res": {"$exists": True}}
 # Parameters that steer the interaction, not the match.
 CONTROL_PARAMS = frozenset({"_cursor", "_type", "_format", "_pretty"})
 # A chain or _has resolves to at most this many ids; past it the client must narrow the search.

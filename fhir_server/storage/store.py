@@ -90,7 +90,7 @@ class ResourceStore:
     async def current(self, resource_type: str, rid: str) -> dict[str, Any] | None:
         """The committed current document (tombstones included), or None."""
         collection = self.database.resources(resource_type)
-        return await self.tx.visible(collection, await collection.find_one({"_id": rid}))
+        return await self.tx.visible(collection, await collection.find_one({"_id": rid}), rid)
 
     async def read(self, resource_type: str, rid: str) -> StoredVersion:
         doc = await self.current(resource_type, rid)
@@ -144,8 +144,8 @@ class ResourceStore:
         await self.database.ensure_type_indexes(resource_type)
         for attempt in range(MAX_WRITE_ATTEMPTS):
             cur = None if fresh else await collection.find_one({"_id": rid})
-            if cur is not None and ("tx" in cur or "txc" in cur):
-                await self._wait_for_transaction(cur.get("tx") or cur["txc"], attempt)
+            if cur is not None and "tx" in cur:
+                await self._wait_for_transaction(cur["tx"], attempt)
                 continue
             cur_v = cur["v"] if cur else 0
             exists = cur is not None and not cur.get("gone")

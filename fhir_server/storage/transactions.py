@@ -1,25 +1,24 @@
 """All-or-nothing transactions on MongoDB and FerretDB alike, without multi-document transactions.
 
-A transaction's writes are first staged beside the last committed state, then made visible by one
+A transaction's writes are first staged where readers do not look, then made visible by one
 single-document update of its journal (the commit point):
 
 1. journal `transactions/<txid>` = {state: pending, lease, ops};
-2. stage: each version is claimed in `history` (marked `tx`, for good); an existing current document
+2. stage: each version is claimed in `history` (marked `tx` for good); an existing current document
    gets `tx: <txid>` and `next: {v, lu, res, i | gone}` while its main fields keep the committed
-   state; a resource the transaction creates is inserted whole, marked `txc: <txid>`;
-3. commit: the journal goes from pending to committed, and the commit sequence is bumped;
-4. apply: `next` is copied into the main fields, the `txc` marks are removed (one `update_many` per
-   type, so a 25,000-entry bundle of creates is cheap), the journal is deleted.
+   state; a resource the transaction creates goes whole into a staging collection `txstage_<txid>`;
+3. commit: the journal goes from pending to committed, then the commit sequence is bumped;
+4. apply: `next` is copied into the main fields of updated documents, created documents are inserted
+   into their type collections (`insert_many`: a 25,000-entry bundle of creates costs no per-document
+   update), the journal is deleted, the staging collection dropped.
 
-Readers go through `visible()`: a document marked by a pending transaction shows its main (old)
-fields, or does not exist if the transaction creates it; one marked by a committed transaction shows
-`next`. A `tx` mark whose journal is gone belongs to a finished transaction (a rolled-back one leaves
-no marked document behind). Searches exclude `txc` documents, first help finish committed
-transactions (`settle`) and re-run if the commit sequence moved meanwhile, so they never see part
-of a transaction.
-A failure before the commit point rolls back (drops `next`, the staged documents and the claimed
-versions); a crashed server's pending journal is rolled back by whichever instance finds its lease
-expired, and a committed one is finished the same way. Nothing is ever half-visible.
+Readers: `visible()` shows the main (old) fields of a document marked by a pending transaction and
+`next` for a committed one; a `tx` mark whose journal is gone belongs to a finished transaction.
+A search reads the commit sequence, finishes committed transactions (`settle`), queries, and re-runs
+if the sequence moved, so it never sees part of a transaction. A failure before the commit point rolls
+back (claimed versions and marks removed, staging dropped); a crashed server's pending journal is rolled
+back by whichever instance finds its lease expired, and a committed one is finished the same way.
+Applying is idempotent, so the owner and helping readers may do it concurrently.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.errors import FHIRError
@@ -42,9 +41,10 @@ from fhir_server.storage.database import Database
 log = logging.getLogger(__name__)
 
 TRANSACTIONS = "transactions"
-LEASE = timedelta(seconds=60)
+STAGING_PREFIX = "txstage_"
 SEQUENCE = "commit-sequence"
 UNCOMMITTED = frozenset({"pending", "rolling-back"})
+LEASE = timedelta(seconds=60)
 CHUNK = 500
 
 
@@ -101,28 +101,37 @@ class Transactions:
     def journal(self) -> Any:
         return self.database.db[TRANSACTIONS]
 
+    def staging(self, txid: str) -> Any:
+        return self.database.db[STAGING_PREFIX + txid]
+
     # ---- readers ----------------------------------------------------------------------------------
 
     async def state(self, txid: str) -> str | None:
         doc = await self.journal.find_one({"_id": txid}, {"state": 1})
         return doc["state"] if doc else None
 
-    async def visible(self, collection: Any, doc: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The committed state of a current document (None if it does not exist for readers)."""
-        for _ in range(20):
-            if doc is None or ("tx" not in doc and "txc" not in doc):
-                return doc
-            state = await self.state(doc.get("tx") or doc["txc"])
-            if "txc" in doc:  # created by the transaction
-                if state in UNCOMMITTED:
+    async def visible(self, collection: Any, doc: dict[str, Any] | None, rid: str) -> dict[str, Any] | None:
+        """The committed state of the current document `rid` (None if it does not exist for readers)."""
+        for _ in range(50):
+            if doc is None:
+                # Created by a committed transaction that is still being applied? Help it, look again.
+                if await self.journal.find_one({"state": "committed"}, {"_id": 1}) is None:
                     return None
-                return {k: v for k, v in doc.items() if k != "txc"}
+                await self.settle()
+                doc = await collection.find_one({"_id": rid})
+                if doc is None:
+                    return None
+            if "tx" not in doc:
+                return doc
+            state = await self.state(doc["tx"])
             if state in UNCOMMITTED:
                 return doc
             if state == "committed":
                 return {"_id": doc["_id"], **doc["next"]}
             # The journal is gone: the transaction finished (or rolled back) since we read; read again.
-            doc = await collection.find_one({"_id": doc["_id"]})
+            doc = await collection.find_one({"_id": rid})
+            if doc is None:
+                return None
         raise FHIRError(503, "resource busy with a transaction; retry", code="transient")
 
     async def hidden_history(self, docs: list[dict[str, Any]]) -> set[str]:
@@ -136,19 +145,15 @@ class Transactions:
     async def uncommitted_ids(self) -> list[str]:
         return [d["_id"] async for d in self.journal.find({"state": {"$in": list(UNCOMMITTED)}}, {"_id": 1})]
 
-    async def settle(self) -> datetime | None:
-        """Finish every committed transaction; return the time of the latest commit seen."""
-        latest = None
-        async for journal in self.journal.find({"state": "committed"}):
-            await self._apply_from_documents(journal)
-            latest = max(latest or journal["committed"], journal["committed"])
-        return latest
-
     async def commit_sequence(self) -> int:
-        """Bumped after every commit, before its writes are applied: a reader that sees the same
-        number before and after a query saw no transaction being applied."""
+        """Bumped after every commit, before its writes are applied (see the module docstring)."""
         doc = await self.journal.find_one({"_id": SEQUENCE})
         return doc["n"] if doc else 0
+
+    async def settle(self) -> None:
+        """Finish applying every committed transaction (idempotent; the owner may be doing it too)."""
+        async for journal in self.journal.find({"state": "committed"}):
+            await self._apply_from_documents(journal)
 
     # ---- writers ----------------------------------------------------------------------------------
 
@@ -177,46 +182,37 @@ class Transactions:
             self._maybe_fail(len(chunk))
             history = [
                 {
-                    "_id": w.history_id,
-                    "t": w.resource_type,
-                    "id": w.id,
-                    "v": w.version,
-                    "lu": w.lu,
-                    "op": w.op,
-                    "res": w.resource,
-                    "tx": txid,
+                    "_id": w.history_id, "t": w.resource_type, "id": w.id, "v": w.version, "lu": w.lu,
+                    "op": w.op, "res": w.resource, "tx": txid,
                 }
                 for w in chunk
-            ]
+            ]  # fmt: skip
             try:
                 await self.database.history.insert_many(history, ordered=True)
             except (BulkWriteError, DuplicateKeyError):
                 raise FHIRError(
                     409, "a resource of the transaction was changed concurrently; retry", code="conflict"
                 ) from None
-            by_type: dict[str, list[Any]] = defaultdict(list)
-            for w in chunk:
-                if w.has_current_doc:
-                    flt = {"_id": w.id, "v": w.prev_version, "tx": {"$exists": False}, "txc": {"$exists": False}}
-                    update = {"$set": {"tx": txid, "next": w.next_fields()}}
-                    by_type[w.resource_type].append(UpdateOne(flt, update))
-                else:
-                    by_type[w.resource_type].append(InsertOne({"_id": w.id, **w.next_fields(), "txc": txid}))
-            for rtype, requests in by_type.items():
-                await self.database.ensure_type_indexes(rtype)
-                try:
-                    result = await self.database.resources(rtype).bulk_write(requests, ordered=True)
-                except (BulkWriteError, DuplicateKeyError):
-                    raise FHIRError(
-                        409, f"a {rtype} of the transaction was created concurrently; retry", code="conflict"
-                    ) from None
-                expected = sum(isinstance(r, UpdateOne) for r in requests)
-                if result.matched_count != expected:
-                    raise FHIRError(
-                        409, f"a {rtype} of the transaction was changed concurrently; retry", code="conflict"
-                    )
+            created = [
+                {"_id": f"{w.resource_type}/{w.id}", "t": w.resource_type, "doc": {"_id": w.id, **w.next_fields()}}
+                for w in chunk
+                if not w.has_current_doc
+            ]
+            if created:
+                await self.staging(txid).insert_many(created, ordered=False)
+            await self._stage_updates(txid, [w for w in chunk if w.has_current_doc])
             # Heartbeat: a long transaction keeps its lease, so no other instance rolls it back.
             await self.journal.update_one({"_id": txid}, {"$set": {"lease": now_ms() + LEASE}})
+
+    async def _stage_updates(self, txid: str, writes: list[StagedWrite]) -> None:
+        by_type: dict[str, list[Any]] = defaultdict(list)
+        for w in writes:
+            flt = {"_id": w.id, "v": w.prev_version, "tx": {"$exists": False}}
+            by_type[w.resource_type].append(UpdateOne(flt, {"$set": {"tx": txid, "next": w.next_fields()}}))
+        for rtype, requests in by_type.items():
+            result = await self.database.resources(rtype).bulk_write(requests, ordered=True)
+            if result.matched_count != len(requests):
+                raise FHIRError(409, f"a {rtype} of the transaction was changed concurrently; retry", code="conflict")
 
     def _maybe_fail(self, n: int) -> None:
         if self.inject.after is None:
@@ -226,52 +222,67 @@ class Transactions:
             raise RuntimeError("injected failure while staging a transaction")
 
     async def _apply_in_memory(self, txid: str, writes: list[StagedWrite]) -> None:
-        by_type: dict[str, list[Any]] = defaultdict(list)
+        updates: dict[str, list[Any]] = defaultdict(list)
+        creates: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for w in writes:
             if w.has_current_doc:
-                by_type[w.resource_type].append(UpdateOne({"_id": w.id, "tx": txid}, _main_update(w.next_fields())))
-        for rtype, requests in by_type.items():
-            for start in range(0, len(requests), CHUNK):
-                await self.database.resources(rtype).bulk_write(requests[start : start + CHUNK], ordered=False)
-        await self._unmark_created(txid, {w.resource_type for w in writes if not w.has_current_doc})
+                updates[w.resource_type].append(UpdateOne({"_id": w.id, "tx": txid}, _main_update(w.next_fields())))
+            else:
+                creates[w.resource_type].append({"_id": w.id, **w.next_fields()})
+        await self._apply(updates, creates)
         await self._finish(txid)
 
-    async def _unmark_created(self, txid: str, types: set[str]) -> None:
-        for rtype in sorted(types):
-            await self.database.resources(rtype).update_many({"txc": txid}, {"$unset": {"txc": ""}})
+    async def _apply(self, updates: dict[str, list[Any]], creates: dict[str, list[dict[str, Any]]]) -> None:
+        for rtype, requests in updates.items():
+            for start in range(0, len(requests), CHUNK):
+                await self.database.resources(rtype).bulk_write(requests[start : start + CHUNK], ordered=False)
+        for rtype, docs in creates.items():
+            await self.database.ensure_type_indexes(rtype)
+            for start in range(0, len(docs), CHUNK):
+                try:
+                    await self.database.resources(rtype).insert_many(docs[start : start + CHUNK], ordered=False)
+                except BulkWriteError as exc:
+                    # Already inserted by a helping reader: fine. Anything else is not.
+                    if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                        raise
 
     async def _apply_from_documents(self, journal: dict[str, Any]) -> None:
         """Finish a committed transaction from what is stored (another instance, or after a crash)."""
         txid = journal["_id"]
-        by_type: dict[str, list[str]] = defaultdict(list)
+        updates: dict[str, list[Any]] = defaultdict(list)
         for op in journal["ops"]:
-            by_type[op["t"]].append(op["id"])
-        for rtype, ids in by_type.items():
-            coll = self.database.resources(rtype)
-            async for doc in coll.find({"_id": {"$in": ids}, "tx": txid}):
-                await coll.update_one({"_id": doc["_id"], "tx": txid}, _main_update(doc["next"]))
-        await self._unmark_created(txid, {op["t"] for op in journal["ops"] if op["new"]})
+            if not op["new"]:
+                updates[op["t"]].append(op["id"])
+        update_requests: dict[str, list[Any]] = defaultdict(list)
+        for rtype, ids in updates.items():
+            async for doc in self.database.resources(rtype).find({"_id": {"$in": ids}, "tx": txid}):
+                update_requests[rtype].append(UpdateOne({"_id": doc["_id"], "tx": txid}, _main_update(doc["next"])))
+        creates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        async for staged in self.staging(txid).find({}):
+            creates[staged["t"]].append(staged["doc"])
+        if await self.state(txid) != "committed":
+            return  # finished by someone else meanwhile (the staging collection may be gone)
+        await self._apply(update_requests, creates)
         await self._finish(txid)
 
     async def _finish(self, txid: str) -> None:
         # History versions keep their `tx` mark: with the journal gone, readers take them as committed.
         await self.journal.delete_one({"_id": txid})
+        await self.staging(txid).drop()
 
     async def _rollback(self, txid: str, ops: list[dict[str, Any]]) -> None:
         history_ids = [f"{op['t']}/{op['id']}/{op['v']}" for op in ops]
         for start in range(0, len(history_ids), CHUNK):
             await self.database.history.delete_many({"_id": {"$in": history_ids[start : start + CHUNK]}, "tx": txid})
-        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        updated: dict[str, list[str]] = defaultdict(list)
         for op in ops:
-            by_type[op["t"]].append(op)
-        for rtype, type_ops in by_type.items():
-            coll = self.database.resources(rtype)
-            created = [op["id"] for op in type_ops if op["new"]]
-            updated = [op["id"] for op in type_ops if not op["new"]]
-            if created:
-                await coll.delete_many({"txc": txid})
-            if updated:
-                await coll.update_many({"_id": {"$in": updated}, "tx": txid}, {"$unset": {"tx": "", "next": ""}})
+            if not op["new"]:
+                updated[op["t"]].append(op["id"])
+        for rtype, ids in updated.items():
+            await self.database.resources(rtype).update_many(
+                {"_id": {"$in": ids}, "tx": txid}, {"$unset": {"tx": "", "next": ""}}
+            )
+        await self.staging(txid).drop()
         await self.journal.delete_one({"_id": txid})
         log.info("transaction rolled back", extra={"tx": txid, "ops": len(ops)})
 
@@ -281,17 +292,23 @@ class Transactions:
         async for journal in self.journal.find({"state": "pending", "lease": {"$lt": now}}):
             claimed = await self.journal.update_one(
                 {"_id": journal["_id"], "state": "pending", "lease": journal["lease"]},
-                {"$set": {"state": "rolling-back"}},
+                {"$set": {"state": "rolling-back", "lease": now + LEASE}},
             )
             if claimed.matched_count:
                 await self._rollback(journal["_id"], journal["ops"])
                 done += 1
-        async for journal in self.journal.find({"state": "rolling-back", "lease": {"$lt": now - LEASE}}):
+        async for journal in self.journal.find({"state": "rolling-back", "lease": {"$lt": now}}):
             await self._rollback(journal["_id"], journal["ops"])
             done += 1
-        if await self.settle():
-            done += 1
+        await self.settle()
+        await self._drop_orphan_staging()
         return done
+
+    async def _drop_orphan_staging(self) -> None:
+        names = await self.database.db.list_collection_names()
+        for name in names:
+            if name.startswith(STAGING_PREFIX) and await self.state(name[len(STAGING_PREFIX) :]) is None:
+                await self.database.db[name].drop()
 
     async def recovery_loop(self, interval: float = 10.0) -> None:
         while True:
