@@ -114,7 +114,11 @@ def _headers(token: str) -> dict[str, str]:
 
 async def batch_supported(http: httpx.AsyncClient, base: str) -> tuple[bool, str]:
     """Does `POST [base]` take a one-entry batch (a harmless search)? (answer, status line)."""
-    probe = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient?_count=1"}}]}
+    probe = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Patient?_count=1"}}],
+    }
     r = await http.post(base, content=json.dumps(probe))
     ok = r.status_code == 200 and r.json().get("type") == "batch-response"
     return ok, f"{r.status_code} {r.text[:200] if not ok else 'batch-response'}"
@@ -212,7 +216,9 @@ async def _put_bundle(http: httpx.AsyncClient, base: str, p: Prepared, resolver:
             if r.status_code not in (200, 201):
                 stats.failed += 1
                 if len(stats.errors) < MAX_REPORTED_ERRORS:
-                    stats.errors.append(f"{p.path.name} {res['resourceType']}/{res['id']}: {r.status_code} {r.text[:300]}")
+                    stats.errors.append(
+                        f"{p.path.name} {res['resourceType']}/{res['id']}: {r.status_code} {r.text[:300]}"
+                    )
 
     await asyncio.gather(*(worker() for _ in range(conc)))
     return stats
@@ -271,7 +277,10 @@ async def load_synthea(
             else:
                 mode = "bundle"
         if not quiet:
-            print(f"loading {len(info)} information + {len(patients)} patient bundles, mode {mode}, concurrency {concurrency}")
+            print(
+                f"loading {len(info)} information + {len(patients)} patient bundles,"
+                f" mode {mode}, concurrency {concurrency}"
+            )
         if mode == "bundle":
 
             async def send(p: Prepared) -> LoadStats:
@@ -307,11 +316,15 @@ async def main(args: argparse.Namespace) -> None:
         token = args.token or os.environ.get("FHIR_TOKEN")
         if not token:
             raise SystemExit("--base needs --token (or FHIR_TOKEN)")
-        await load_synthea(args.base, token, limit=args.limit, concurrency=args.concurrency, mode=args.mode, fixtures=fixtures)
+        await load_synthea(
+            args.base, token, limit=args.limit, concurrency=args.concurrency, mode=args.mode, fixtures=fixtures
+        )
         return
     async with running_server(args.mongodb_uri) as srv:
         print(f"backend: {'MongoDB' if args.mongodb_uri else 'FerretDB'} ({srv.uri}); server {srv.base}")
-        await load_synthea(srv.base, srv.token, limit=args.limit, concurrency=args.concurrency, mode=args.mode, fixtures=fixtures)
+        await load_synthea(
+            srv.base, srv.token, limit=args.limit, concurrency=args.concurrency, mode=args.mode, fixtures=fixtures
+        )
 
 
 if __name__ == "__main__":

@@ -308,7 +308,9 @@ async def paging(
         raw_n += 1
     raw_s = time.perf_counter() - t
     max_pages = math.ceil(raw_n / page_size) + 2  # bounded: a server that loops cannot hang the bench
-    url: str | None = str(http.build_request("GET", shape.rtype, params=[*shape.params, ("_count", str(page_size))]).url)
+    url: str | None = str(
+        http.build_request("GET", shape.rtype, params=[*shape.params, ("_count", str(page_size))]).url
+    )
     ours_n = pages = 0
     t = time.perf_counter()
     while url and pages < max_pages:
@@ -327,7 +329,9 @@ async def main(args: argparse.Namespace) -> None:
     picks = pick_values(list(resources_of(prepare(info_paths + patient_paths))))
     async with running_server(args.mongodb_uri) as srv:
         backend = "MongoDB" if args.mongodb_uri else "FerretDB v1.24 (SQLite)"
-        print(f"backend: {backend} {srv.uri}; {len(patient_paths)} patient bundles; runs={args.runs} count={args.count}")
+        print(
+            f"backend: {backend} {srv.uri}; {len(patient_paths)} patient bundles; runs={args.runs} count={args.count}"
+        )
         stats = await load_synthea(
             srv.base, srv.token, limit=args.patients, concurrency=args.concurrency, mode=args.load_mode,
             fixtures=Path(args.fixtures),

@@ -25,6 +25,7 @@ from fhir_server.errors import FHIRError
 from fhir_server.http import check_format, outcome_response, wants_pretty
 from fhir_server.interactions import bundle, capabilities, create, delete, history, patch, read, search, update, vread
 from fhir_server.logs import RequestLogMiddleware
+from fhir_server.operations import everything
 from fhir_server.search.indexing import index_function
 from fhir_server.search.registry import load_registry
 from fhir_server.storage.store import ResourceStore
@@ -55,6 +56,11 @@ def _authorize(request: Request, action: str | None) -> None:
     request.state.access = access
     if action == "*":
         return  # a bundle: each entry is checked on its own
+    if action == "everything":
+        # $everything reads every type of the compartment: it needs read and search on all of them.
+        if not (allows(access.scopes, None, "r") and allows(access.scopes, None, "s")):
+            raise FHIRError(403, "$everything needs read and search scopes on every type", code="forbidden")
+        return
     rtype = request.path_params.get("type")
     if not allows(access.scopes, rtype, action):
         raise FHIRError(
@@ -107,6 +113,7 @@ def _routes() -> list[Route]:
         r("/{type}/{id}", delete.delete, ["DELETE"], "d"),
         r("/{type}/{id}/_history", history.instance_history, ["GET"], "r"),
         r("/{type}/{id}/_history/{vid}", vread.vread, ["GET"], "r"),
+        r("/Patient/{id}/$everything", everything.everything, ["GET"], "everything"),
         r("/{compartment}/{id}/{type}", search.search_compartment, ["GET"], "s"),
     ]
 

@@ -31,18 +31,14 @@ def check_format(request: Request) -> None:
         base = fmt.split(";")[0].strip().lower()
         if base in JSON_FORMATS:
             return
-        raise FHIRError(
-            406, f"_format {fmt!r} is not supported: this server speaks JSON", code="not-supported"
-        )
+        raise FHIRError(406, f"_format {fmt!r} is not supported: this server speaks JSON", code="not-supported")
     accept = request.headers.get("accept", "")
     if not accept:
         return
     kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
     if kinds & (JSON_FORMATS | {"*/*", "application/*"}) or not kinds & XML_FORMATS:
         return
-    raise FHIRError(
-        406, f"Accept {accept!r}: this server produces application/fhir+json", code="not-supported"
-    )
+    raise FHIRError(406, f"Accept {accept!r}: this server produces application/fhir+json", code="not-supported")
 
 
 def dumps(body: Any, pretty: bool = False) -> bytes:

@@ -17,7 +17,7 @@ from fhir_server.storage.store import fhir_instant, now_ms
 METHODS = {"create": "POST", "update": "PUT", "delete": "DELETE"}
 
 
-def _parse_since(raw: str | None) -> datetime | None:
+def parse_since(raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
@@ -46,7 +46,7 @@ async def _history(request: Request, rtype: str | None, rid: str | None) -> Resp
     params = query_items(request)
     q = request.query_params
     count = parse_count(q.get("_count"), ctx.settings.default_count, ctx.settings.max_count)
-    since = _parse_since(q.get("_since"))
+    since = parse_since(q.get("_since"))
     after = None
     if CURSOR_PARAM in q:
         lu_iso, last_id = decode_cursor(q[CURSOR_PARAM])

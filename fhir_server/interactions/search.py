@@ -14,13 +14,14 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.scopes import allows
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError, OutcomeIssue, operation_outcome
 from fhir_server.http import fhir_response, prefer_handling, wants_pretty
 from fhir_server.paging import CURSOR_PARAM, decode_cursor, encode_cursor, page_url, parse_count
 from fhir_server.search.compartments import compartment_filter
 from fhir_server.search.engine import compile_filter
-from fhir_server.search.includes import included
+from fhir_server.search.includes import included, referenced
 from fhir_server.search.sorting import after_filter, mongo_sort, parse_sort, projection_for, sort_values
 from fhir_server.search.summary import parse_elements, parse_summary, subset
 from fhir_server.storage.store import fhir_instant, now_ms
@@ -36,6 +37,8 @@ class Scope:
     types: list[str]
     path: str  # the search URL's path below the base, for links
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # per type, e.g. the compartment
+    # $everything: bring every resource the matches reference, not only through search parameters.
+    all_references: bool = False
 
 
 @dataclass
@@ -160,8 +163,14 @@ async def _run_search_once(
         page = await _fetch_page(ctx, scope, filters, sort, count, cursor)
         for rtype, doc in page.matches:
             entries.append(_entry(ctx, rtype, doc, "match", summary, elements))
-        for rtype, doc in await included(ctx, page.matches, params):
-            entries.append(_entry(ctx, rtype, doc, "include", summary, None))
+        access = getattr(request.state, "access", None)
+        extra_docs = await (
+            referenced(ctx, page.matches) if scope.all_references else included(ctx, page.matches, params)
+        )
+        for rtype, doc in extra_docs:
+            # An include must not reveal a type the token cannot read.
+            if access is None or allows(access.scopes, rtype, "r"):
+                entries.append(_entry(ctx, rtype, doc, "include", summary, None))
         if page.next_cursor is not None:
             links.append({"relation": "next", "url": page_url(self_base, params, encode_cursor(page.next_cursor))})
         if page.prev_cursor is not None:

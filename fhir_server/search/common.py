@@ -46,9 +46,7 @@ class QueryContext:
 # Strings
 
 # Letters NFKD does not decompose but that French/European users type without the diacritic/ligature.
-_EXTRA_FOLD = str.maketrans(
-    {"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
-)
+_EXTRA_FOLD = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"})
 _SPACES = re.compile(r"\s+")
 
 
@@ -150,10 +148,7 @@ def any_of(clauses: list[dict[str, Any]]) -> dict[str, Any]:
                 eq_by_field.setdefault(key, []).append(val)
                 continue
         others.append(clause)
-    merged = [
-        {key: vals[0]} if len(vals) == 1 else {key: {"$in": unique(vals)}}
-        for key, vals in eq_by_field.items()
-    ]
+    merged = [{key: vals[0]} if len(vals) == 1 else {key: {"$in": unique(vals)}} for key, vals in eq_by_field.items()]
     out = merged + others
     return out[0] if len(out) == 1 else {"$or": out}
 

@@ -20,7 +20,7 @@ from fhir_server.search.query import build_filter
 # Tombstones have no `res`.
 LIVE: dict[str, Any] = {"res": {"$exists": True}}
 # Parameters that steer the interaction, not the match.
-CONTROL_PARAMS = frozenset({"_cursor", "_type", "_format", "_pretty"})
+CONTROL_PARAMS = frozenset({"_cursor", "_type", "_since", "_format", "_pretty"})
 # A chain or _has resolves to at most this many ids; past it the client must narrow the search.
 MAX_JOIN_IDS = 10_000
 

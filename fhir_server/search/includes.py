@@ -103,6 +103,32 @@ async def _revincluded(
     return found
 
 
+def references_in(node: Any, found: set[str] | None = None) -> set[str]:
+    """Every literal relative reference (`Type/id`) anywhere in a resource."""
+    found = set() if found is None else found
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and ref.count("/") == 1 and not ref.startswith(("#", "urn:", "http")):
+            found.add(ref)
+        for value in node.values():
+            if isinstance(value, dict | list):
+                references_in(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            references_in(value, found)
+    return found
+
+
+async def referenced(ctx: ServerContext, matches: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The resources that a page of matches references, wherever the reference sits ($everything)."""
+    seen = {f"{t}/{d['_id']}" for t, d in matches}
+    refs: set[str] = set()
+    for _, doc in matches:
+        references_in(doc.get("res"), refs)
+    wanted = {r for r in refs - seen if r.split("/", 1)[0] in ctx.registry.resource_types}
+    return await _fetch(ctx, wanted) if wanted else []
+
+
 async def included(
     ctx: ServerContext, matches: list[tuple[str, dict[str, Any]]], params: list[tuple[str, str]]
 ) -> list[tuple[str, dict[str, Any]]]:

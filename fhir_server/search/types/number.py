@@ -50,11 +50,7 @@ def _values(item: Item) -> list[float]:
     value = item.value
     if isinstance(value, dict):
         if "low" in value or "high" in value:  # Range
-            return [
-                v
-                for v in (as_float((value.get(k) or {}).get("value")) for k in ("low", "high"))
-                if v is not None
-            ]
+            return [v for v in (as_float((value.get(k) or {}).get("value")) for k in ("low", "high")) if v is not None]
         value = value.get("value")
     v = as_float(value)
     return [] if v is None else [v]

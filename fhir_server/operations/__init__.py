@@ -1,0 +1,1 @@
+"""One module per FHIR operation ($everything, later $export, $validate...)."""
