@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,10 +25,13 @@ from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
 from fhir_server.http import check_format, outcome_response, wants_pretty
 from fhir_server.interactions import bundle, capabilities, create, delete, history, patch, read, search, update, vread
+from fhir_server.jobs.export import purge_expired, run_export
+from fhir_server.jobs.queue import JobQueue
 from fhir_server.logs import RequestLogMiddleware
-from fhir_server.operations import everything
+from fhir_server.operations import everything, export
 from fhir_server.search.indexing import index_function
 from fhir_server.search.registry import load_registry
+from fhir_server.storage.clock import now_ms
 from fhir_server.storage.store import ResourceStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,8 @@ def _authorize(request: Request, action: str | None) -> None:
     request.state.access = access
     if action == "*":
         return  # a bundle: each entry is checked on its own
+    if action == "export":
+        return  # $export checks the scopes of the types it exports
     if action == "everything":
         # $everything reads every type of the compartment: it needs read and search on all of them.
         if not (allows(access.scopes, None, "r") and allows(access.scopes, None, "s")):
@@ -93,6 +99,14 @@ def _routes() -> list[Route]:
 
     return [
         r("/metadata", capabilities.capabilities, ["GET"], None),
+        # Operations first: their literal segments must win over /{type}/{id}.
+        r("/Patient/{id}/$everything", everything.everything, ["GET"], "everything"),
+        r("/$export", export.export_system, ["GET"], "export"),
+        r("/Patient/$export", export.export_patients, ["GET"], "export"),
+        r("/Group/{id}/$export", export.export_group, ["GET"], "export"),
+        r("/$export-status/{job}", export.export_status, ["GET"], "export"),
+        r("/$export-status/{job}", export.export_delete, ["DELETE"], "export"),
+        r("/$export-file/{job}/{name}", export.export_file, ["GET"], "export"),
         r("/", search.search_system, ["GET"], "s"),
         r("/", bundle.bundle, ["POST"], "*"),
         # Clients often write the base URL with a trailing slash.
@@ -113,7 +127,6 @@ def _routes() -> list[Route]:
         r("/{type}/{id}", delete.delete, ["DELETE"], "d"),
         r("/{type}/{id}/_history", history.instance_history, ["GET"], "r"),
         r("/{type}/{id}/_history/{vid}", vread.vread, ["GET"], "r"),
-        r("/Patient/{id}/$everything", everything.everything, ["GET"], "everything"),
         r("/{compartment}/{id}/{type}", search.search_compartment, ["GET"], "s"),
     ]
 
@@ -126,6 +139,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         405: f"{request.method} is not supported on {request.url.path}",
     }.get(exc.status_code, exc.detail)
     return outcome_response(FHIRError(exc.status_code, detail, code=code, headers=dict(exc.headers or {})))
+
+
+async def _maintenance(ctx: ServerContext, interval: float = 10.0) -> None:
+    """Finishes or rolls back transactions a crashed instance left behind; purges expired exports."""
+    while True:
+        for step in (lambda: ctx.store.tx.recover(now_ms()), lambda: purge_expired(ctx)):
+            try:
+                await step()
+            except Exception:
+                log.exception("maintenance step failed")
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Starlette:
@@ -145,14 +169,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             TokenVerifier(settings.data_dir, settings.token_issuer, base_url) if settings.auth_enabled else None
         )
         log.info("fhir-server ready", extra={"base_url": base_url, "embedded_db": opened.embedded is not None})
-        # Finishes or rolls back transactions a crashed instance left behind (see storage/transactions.py).
-        recovery = asyncio.create_task(store.tx.recovery_loop())
+        jobs = JobQueue(opened.database)
+        jobs.runners["export"] = partial(run_export, app.state.server)
+        app.state.jobs = jobs
+        background = [asyncio.create_task(_maintenance(app.state.server))]
+        if settings.jobs_enabled:
+            background.append(asyncio.create_task(jobs.loop()))
         try:
             yield
         finally:
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovery
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if own:
                 await opened.close()
 

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     token_issuer: str = "fhir-server"
     token_lifetime_seconds: int = 3600
 
+    # Background jobs (Bulk Data export) run on every instance unless turned off here.
+    jobs_enabled: bool = True
+    export_retention_hours: float = 24.0
+
     log_level: str = "INFO"
 
     def resolved_base_url(self) -> str:

@@ -32,9 +32,7 @@ def outcome_of(response: httpx.Response) -> dict[str, Any]:
 
 
 async def post(client: httpx.AsyncClient, resource: dict[str, Any], **headers: str) -> httpx.Response:
-    return await client.post(
-        resource["resourceType"], json=resource, headers={"Content-Type": FHIR_JSON, **headers}
-    )
+    return await client.post(resource["resourceType"], json=resource, headers={"Content-Type": FHIR_JSON, **headers})
 
 
 async def put(client: httpx.AsyncClient, resource: dict[str, Any], **headers: str) -> httpx.Response:

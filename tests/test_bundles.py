@@ -28,8 +28,12 @@ def entry(method: str, url: str, resource: dict | None = None, full_url: str | N
 
 
 def obs(subject: str, code: str = "2339-0") -> dict:
-    return {"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "subject": {"reference": subject}}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": subject},
+    }
 
 
 async def total(client: httpx.AsyncClient, url: str, **params: str) -> int:
@@ -102,17 +106,25 @@ async def test_failure_anywhere_leaves_no_trace(client: httpx.AsyncClient) -> No
     history_before = (await client.get("_history", params={"_count": "1"})).json()["total"]
     cases = [
         # invalid content in the last entry
-        tx(entry("POST", "Patient", patient(family="Ghost")), entry("PUT", f"Patient/{keep['id']}",
-           dict(keep, gender="homme"))),
+        tx(
+            entry("POST", "Patient", patient(family="Ghost")),
+            entry("PUT", f"Patient/{keep['id']}", dict(keep, gender="homme")),
+        ),
         # ifMatch mismatch
-        tx(entry("POST", "Patient", patient(family="Ghost")),
-           entry("PUT", f"Patient/{keep['id']}", dict(keep, active=True), ifMatch='W/"9"')),
+        tx(
+            entry("POST", "Patient", patient(family="Ghost")),
+            entry("PUT", f"Patient/{keep['id']}", dict(keep, active=True), ifMatch='W/"9"'),
+        ),
         # reference to an urn:uuid not in the bundle
-        tx(entry("POST", "Patient", patient(family="Ghost")),
-           entry("POST", "Observation", obs("urn:uuid:00000000-0000-0000-0000-000000000000"))),
+        tx(
+            entry("POST", "Patient", patient(family="Ghost")),
+            entry("POST", "Observation", obs("urn:uuid:00000000-0000-0000-0000-000000000000")),
+        ),
         # the same resource written twice
-        tx(entry("PUT", f"Patient/{keep['id']}", dict(keep, active=True)),
-           entry("PUT", f"Patient/{keep['id']}", dict(keep, active=False))),
+        tx(
+            entry("PUT", f"Patient/{keep['id']}", dict(keep, active=True)),
+            entry("PUT", f"Patient/{keep['id']}", dict(keep, active=False)),
+        ),
     ]
     for bundle in cases:
         r = await client.post("", json=bundle)
@@ -199,7 +211,10 @@ async def test_synthea_patient_transaction(client: httpx.AsyncClient) -> None:
     r = await client.post("", json=bundle)
     assert r.status_code == 200, r.text[:1000]
     assert len(r.json()["entry"]) == len(bundle["entry"])
-    pid = next(e["response"]["location"].split("/")[1] for e in r.json()["entry"]
-               if e["response"]["location"].startswith("Patient/"))
+    pid = next(
+        e["response"]["location"].split("/")[1]
+        for e in r.json()["entry"]
+        if e["response"]["location"].startswith("Patient/")
+    )
     n_obs = sum(1 for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
     assert await total(client, "Observation", subject=f"Patient/{pid}") == n_obs

@@ -69,9 +69,7 @@ async def test_conditional_update(client: httpx.AsyncClient) -> None:
     # Several matches: 412, nothing written.
     await post(client, with_ins("twice"))
     await post(client, with_ins("twice"))
-    r = await client.put(
-        f"Patient?identifier={INS}|twice", json=with_ins("twice", active=True), headers=headers
-    )
+    r = await client.put(f"Patient?identifier={INS}|twice", json=with_ins("twice", active=True), headers=headers)
     assert r.status_code == 412
     assert await _count(client, "twice") == 2
 

@@ -27,19 +27,41 @@ async def test_everything(client: httpx.AsyncClient) -> None:
     doc = (await post(client, {"resourceType": "Practitioner", "name": [{"family": "Martin"}]})).json()["id"]
     pid = (await post(client, patient(managingOrganization={"reference": f"Organization/{org}"}))).json()["id"]
     other = (await post(client, patient(family="Autre"))).json()["id"]
-    enc = (await post(client, {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
-                               "subject": {"reference": f"Patient/{pid}"}})).json()["id"]
+    enc = (
+        await post(
+            client,
+            {
+                "resourceType": "Encounter",
+                "status": "finished",
+                "class": {"code": "AMB"},
+                "subject": {"reference": f"Patient/{pid}"},
+            },
+        )
+    ).json()["id"]
     await asyncio.sleep(0.01)
     since = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     await asyncio.sleep(0.01)
-    cond = (await post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
-                                "recorder": {"reference": f"Practitioner/{doc}"}})).json()["id"]
+    cond = (
+        await post(
+            client,
+            {
+                "resourceType": "Condition",
+                "subject": {"reference": f"Patient/{pid}"},
+                "recorder": {"reference": f"Practitioner/{doc}"},
+            },
+        )
+    ).json()["id"]
     await post(client, {"resourceType": "Condition", "subject": {"reference": f"Patient/{other}"}})
 
     entries = await _all(client, f"Patient/{pid}/$everything", {"_count": "2"})
     got = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in entries}
-    assert {("Patient", pid), ("Encounter", enc), ("Condition", cond), ("Organization", org),
-            ("Practitioner", doc)} <= got
+    assert {
+        ("Patient", pid),
+        ("Encounter", enc),
+        ("Condition", cond),
+        ("Organization", org),
+        ("Practitioner", doc),
+    } <= got
     assert ("Patient", other) not in got
     assert entries[0]["resource"]["id"] == pid
     matches = [e for e in entries if e["search"]["mode"] == "match"]

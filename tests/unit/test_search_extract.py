@@ -34,9 +34,7 @@ PATIENT: dict[str, Any] = {
             "system": "urn:oid:1.2.250.1.213.1.4.8",
             "value": "1234567890123",
             "type": {
-                "coding": [
-                    {"system": "http://interopsante.org/fhir/CodeSystem/fr-v2-0203", "code": "INS-NIR"}
-                ],
+                "coding": [{"system": "http://interopsante.org/fhir/CodeSystem/fr-v2-0203", "code": "INS-NIR"}],
                 "text": "NIR définitif",
             },
         }
@@ -49,9 +47,7 @@ PATIENT: dict[str, Any] = {
     ],
     "gender": "female",
     "birthDate": "1980-03",
-    "address": [
-        {"line": ["12  rue de l'Église"], "city": "Saint-Étienne", "postalCode": "42000", "country": "FR"}
-    ],
+    "address": [{"line": ["12  rue de l'Église"], "city": "Saint-Étienne", "postalCode": "42000", "country": "FR"}],
     "generalPractitioner": [
         {"reference": f"{BASE}/Practitioner/dr1/_history/3"},
         {"reference": "#contained"},

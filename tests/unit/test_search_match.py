@@ -99,9 +99,7 @@ def docs(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {rid: {"_id": rid, "i": extract_index(r, load_registry(), BASE)} for rid, r in resources.items()}
 
 
-def search(
-    documents: dict[str, dict[str, Any]], rtype: str, query: str, now: datetime | None = None
-) -> set[str]:
+def search(documents: dict[str, dict[str, Any]], rtype: str, query: str, now: datetime | None = None) -> set[str]:
     key, _, value = query.partition("=")
     name, _, modifier = key.partition(":")
     flt = build_param_filter(rtype, name, modifier or None, value, load_registry(), BASE, now=now)
@@ -190,9 +188,7 @@ def test_time_zones() -> None:
 
 
 def test_partial_birth_dates() -> None:
-    documents = docs(
-        {"y": _patient_born("1980"), "m": _patient_born("1980-03"), "d": _patient_born("1980-03-15")}
-    )
+    documents = docs({"y": _patient_born("1980"), "m": _patient_born("1980-03"), "d": _patient_born("1980-03-15")})
     assert search(documents, "Patient", "birthdate=1980") == {"y", "m", "d"}
     assert search(documents, "Patient", "birthdate=1980-03") == {"m", "d"}
     assert search(documents, "Patient", "birthdate=1980-03-15") == {"d"}
@@ -305,10 +301,7 @@ def test_references() -> None:
 def test_numbers() -> None:
     values = {"a": 100, "b": 99.6, "c": 100.4, "d": 100.5, "e": 150}
     documents = docs(
-        {
-            k: {"resourceType": "RiskAssessment", "prediction": [{"probabilityDecimal": v}]}
-            for k, v in values.items()
-        }
+        {k: {"resourceType": "RiskAssessment", "prediction": [{"probabilityDecimal": v}]} for k, v in values.items()}
     )
     assert search(documents, "RiskAssessment", "probability=100") == {"a", "b", "c"}
     assert search(documents, "RiskAssessment", "probability=100.0") == {"a"}
@@ -398,9 +391,7 @@ def test_composite_tokens_and_strings() -> None:
             "pos": {
                 "resourceType": "Observation",
                 "code": {"coding": [{"system": "http://loinc.org", "code": "1"}]},
-                "valueCodeableConcept": {
-                    "coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]
-                },
+                "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]},
             },
             "txt": {
                 "resourceType": "Observation",

@@ -96,9 +96,7 @@ def test_where_equals_and_extensions() -> None:
         "telecom": [{"system": "phone", "value": "1"}, {"system": "email", "value": "a@b.fr"}],
         "extension": [{"url": "http://x/birthsex", "valueCode": "F"}],
     }
-    assert values("Patient.telecom.where(system='email')", patient) == [
-        {"system": "email", "value": "a@b.fr"}
-    ]
+    assert values("Patient.telecom.where(system='email')", patient) == [{"system": "email", "value": "a@b.fr"}]
     assert values("Patient.extension('http://x/birthsex').value", patient) == ["F"]
 
 

@@ -175,9 +175,7 @@ def test_quantity_filters() -> None:
 
 def test_uri_filters() -> None:
     assert f("ValueSet", "url", "http://a.org/fhir/ValueSet/1") == {"i.url.u": "http://a.org/fhir/ValueSet/1"}
-    assert f("ValueSet", "url", "http://a.org/fhir/", "below") == {
-        "i.url.u": {"$regex": "^http://a\\.org/fhir/"}
-    }
+    assert f("ValueSet", "url", "http://a.org/fhir/", "below") == {"i.url.u": {"$regex": "^http://a\\.org/fhir/"}}
     assert f("ValueSet", "url", "http://a.org/fhir/ValueSet/1", "above") == {
         "i.url.u": {
             "$in": [
@@ -209,9 +207,7 @@ def test_composite_filters() -> None:
 
 def test_missing_and_id() -> None:
     assert f("Patient", "name", "true", "missing") == {"i.name": {"$exists": False}}
-    assert f("Observation", "code-value-quantity", "false", "missing") == {
-        "i.code-value-quantity": {"$exists": True}
-    }
+    assert f("Observation", "code-value-quantity", "false", "missing") == {"i.code-value-quantity": {"$exists": True}}
     assert f("Patient", "_id", "a") == {"_id": "a"}
     assert f("Patient", "_id", "a,b") == {"_id": {"$in": ["a", "b"]}}
     assert f("Patient", "_id", "a", "not") == {"_id": {"$ne": "a"}}

@@ -127,9 +127,7 @@ def test_custom_parameters_are_loaded_and_override(tmp_path: Path) -> None:
     patient = {
         "resourceType": "Patient",
         "gender": "female",
-        "extension": [
-            {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": "F"}
-        ],
+        "extension": [{"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": "F"}],
     }
     index = extract_index(patient, registry, "http://localhost/fhir")
     assert index["birthsex"] == {"c": ["F"], "sc": ["|F"]}
@@ -139,9 +137,7 @@ def test_custom_parameters_are_loaded_and_override(tmp_path: Path) -> None:
 def test_build_script_reproduces_the_committed_registry() -> None:
     if not SHARED_BUNDLE.exists():
         pytest.skip("../shared not available")
-    spec = importlib.util.spec_from_file_location(
-        "build_search_registry", PROFILES_DIR / "build_search_registry.py"
-    )
+    spec = importlib.util.spec_from_file_location("build_search_registry", PROFILES_DIR / "build_search_registry.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

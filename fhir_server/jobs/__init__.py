@@ -1,0 +1,1 @@
+"""Background jobs (Bulk Data export, later imports and reindexing), coordinated through the database."""
