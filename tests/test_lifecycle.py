@@ -195,3 +195,38 @@ def test_transaction_killed_midway_is_never_half_visible(data_dir: Path) -> None
         assert all(t in (0, n) for t in seen), seen
     finally:
         again.stop()
+
+
+def test_export_job_survives_a_restart(data_dir: Path) -> None:
+    port = free_port()
+    # An instance that queues jobs but runs none, as if it died before running them.
+    first = Server(data_dir, port, FHIR_JOBS_ENABLED="false")
+    first.wait_ready()
+    auth = {"Authorization": f"Bearer {first.token()}"}
+    r = httpx.post(
+        f"{first.base}/Patient",
+        json={"resourceType": "Patient", "gender": "male"},
+        headers={**auth, "Content-Type": "application/fhir+json"},
+    )
+    assert r.status_code == 201
+    r = httpx.get(f"{first.base}/$export", headers={**auth, "Prefer": "respond-async"})
+    assert r.status_code == 202
+    status_url = r.headers["Content-Location"]
+    assert httpx.get(status_url, headers=auth).status_code == 202
+    first.stop()
+
+    second = Server(data_dir, port)
+    try:
+        second.wait_ready()
+        for _ in range(100):
+            r = httpx.get(status_url, headers=auth)
+            if r.status_code == 200:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 200, r.text
+        output = r.json()["output"]
+        assert [o["type"] for o in output] == ["Patient"]
+        lines = httpx.get(output[0]["url"], headers=auth).text.splitlines()
+        assert len(lines) == 1 and '"gender":"male"' in lines[0]
+    finally:
+        second.stop()
