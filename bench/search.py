@@ -150,7 +150,7 @@ def shapes(p: Picks, base: str) -> list[Shape]:
         refs = {r for d in page for r in ((d.get("i") or {}).get("subject") or {}).get("r", [])}
         ids = [r.split("/", 1)[1] for r in refs if r.startswith("Patient/")]
         found = db.Patient.find({"$and": [LIVE, {"_id": {"$in": ids}}]}, {"res": 1, "i": 1})
-        return sorted(f"Patient/{d['_id']}" async for d in found)
+        return sorted([f"Patient/{d['_id']}" async for d in found])
 
     token = out[0]
     out.append(
@@ -167,7 +167,7 @@ def shapes(p: Picks, base: str) -> list[Shape]:
         refs = [f"Patient/{d['_id']}" for d in page]
         flt = {"$and": [LIVE, {"i.patient.r": {"$in": refs}}]}
         found = db.Condition.find(flt, {"res": 1, "i": 1}).limit(MAX_INCLUDED + 1)
-        return sorted(f"Condition/{d['_id']}" async for d in found)
+        return sorted([f"Condition/{d['_id']}" async for d in found])
 
     string = out[1]
     out.append(
