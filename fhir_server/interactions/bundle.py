@@ -24,6 +24,7 @@ from fhir_server.errors import FHIRError
 from fhir_server.http import fhir_response, parse_etag, prefer_return, read_resource_body, wants_pretty
 from fhir_server.interactions.body import validate_or_raise
 from fhir_server.interactions.conditional import parse_criteria
+from fhir_server.references import walk_references
 from fhir_server.search.engine import find_current
 from fhir_server.storage.clock import fhir_instant, now_ms
 from fhir_server.storage.store import new_id, stamp
@@ -266,28 +267,11 @@ async def _resolve_targets(ctx: ServerContext, entries: list[Entry], mapping: di
                 mapping[e.full_url[len(ctx.base_url) + 1 :]] = f"{e.rtype}/{e.target_id}"
 
 
-def _walk_references(node: Any, visit: Any) -> None:
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str):
-            new = visit(ref)
-            if new is not None:
-                node["reference"] = new
-        for value in node.values():
-            if isinstance(value, dict | list):
-                _walk_references(value, visit)
-    elif isinstance(node, list):
-        for value in node:
-            _walk_references(value, visit)
-
-
 async def _rewrite_references(ctx: ServerContext, entries: list[Entry], mapping: dict[str, str]) -> None:
     conditional: dict[str, str | None] = {}
     for e in entries:
         if isinstance(e.resource, dict):
-            _walk_references(
-                e.resource, lambda ref: conditional.setdefault(ref, None) if _is_conditional(ref) else None
-            )
+            walk_references(e.resource, lambda ref: conditional.setdefault(ref, None) if _is_conditional(ref) else None)
     for ref in conditional:
         rtype, _, query = ref.partition("?")
         if not is_known_type(rtype):
@@ -314,7 +298,7 @@ async def _rewrite_references(ctx: ServerContext, entries: list[Entry], mapping:
                 unresolved.append(ref)
             return None
 
-        _walk_references(e.resource, visit)
+        walk_references(e.resource, visit)
         if unresolved:
             raise entry_error(
                 e.index, FHIRError(400, f"reference {unresolved[0]!r} matches no entry of the bundle", code="not-found")

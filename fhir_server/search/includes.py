@@ -12,6 +12,7 @@ from typing import Any
 
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
+from fhir_server.references import relative_references
 from fhir_server.search.engine import LIVE
 
 # Bound the work one page can cause (each include round is one query per type).
@@ -103,28 +104,12 @@ async def _revincluded(
     return found
 
 
-def references_in(node: Any, found: set[str] | None = None) -> set[str]:
-    """Every literal relative reference (`Type/id`) anywhere in a resource."""
-    found = set() if found is None else found
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str) and ref.count("/") == 1 and not ref.startswith(("#", "urn:", "http")):
-            found.add(ref)
-        for value in node.values():
-            if isinstance(value, dict | list):
-                references_in(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            references_in(value, found)
-    return found
-
-
 async def referenced(ctx: ServerContext, matches: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """The resources that a page of matches references, wherever the reference sits ($everything)."""
     seen = {f"{t}/{d['_id']}" for t, d in matches}
     refs: set[str] = set()
     for _, doc in matches:
-        references_in(doc.get("res"), refs)
+        refs |= relative_references(doc.get("res"))
     wanted = {r for r in refs - seen if r.split("/", 1)[0] in ctx.registry.resource_types}
     return await _fetch(ctx, wanted) if wanted else []
 
