@@ -218,3 +218,32 @@ async def test_synthea_patient_transaction(client: httpx.AsyncClient) -> None:
     )
     n_obs = sum(1 for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
     assert await total(client, "Observation", subject=f"Patient/{pid}") == n_obs
+
+
+async def test_concurrent_readers_never_see_part_of_a_transaction(client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    n = 1500
+    kind = {"system": "http://example.org/kinds", "code": "atomic"}
+    before = await total(client, "Basic", code="atomic")
+    bundle = tx(*[entry("POST", "Basic", {"resourceType": "Basic", "code": {"coding": [kind]}}) for _ in range(n)])
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            seen.append(await total(client, "Basic", code="atomic"))
+            await asyncio.sleep(0)
+
+    async def writer() -> httpx.Response:
+        try:
+            return await client.post("", json=bundle)
+        finally:
+            done.set()
+
+    readers = [asyncio.create_task(reader()) for _ in range(2)]
+    r = await writer()
+    await asyncio.gather(*readers)
+    assert r.status_code == 200, r.text[:300]
+    assert seen and set(seen) <= {before, before + n}, sorted(set(seen))
+    assert await total(client, "Basic", code="atomic") == before + n

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from fhir_server.errors import FHIRError
 from fhir_server.storage.clock import now_ms
@@ -258,8 +258,14 @@ class Transactions:
             async for doc in self.database.resources(rtype).find({"_id": {"$in": ids}, "tx": txid}):
                 update_requests[rtype].append(UpdateOne({"_id": doc["_id"], "tx": txid}, _main_update(doc["next"])))
         creates: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        async for staged in self.staging(txid).find({}):
-            creates[staged["t"]].append(staged["doc"])
+        try:
+            async for staged in self.staging(txid).find({}):
+                creates[staged["t"]].append(staged["doc"])
+        except PyMongoError:
+            # The owner finished and dropped the staging collection under our cursor.
+            if await self.state(txid) != "committed":
+                return
+            raise
         if await self.state(txid) != "committed":
             return  # finished by someone else meanwhile (the staging collection may be gone)
         await self._apply(update_requests, creates)
