@@ -297,31 +297,34 @@ async def measure_shape(
     }
 
 
-async def paging(
-    http: httpx.AsyncClient, db: AsyncIOMotorDatabase, shape: Shape, page_size: int
-) -> tuple[float, float, int, int]:
-    """(our resources/s following next links, raw cursor resources/s, our count, raw count)."""
+async def follow_next(http: httpx.AsyncClient, shape: Shape, params: list[tuple[str, str]], max_pages: int) -> int:
+    """Page through a search by its `next` links (at most max_pages requests); the matches seen."""
+    url: str | None = str(http.build_request("GET", shape.rtype, params=[*shape.params, *params]).url)
+    seen = pages = 0
+    while url and pages < max_pages:
+        r = await http.get(url)
+        r.raise_for_status()
+        body = r.json()
+        seen += sum(1 for e in body.get("entry") or [] if (e.get("search") or {}).get("mode") == "match")
+        url = next((ln["url"] for ln in body.get("link") or [] if ln["relation"] == "next"), None)
+        pages += 1
+    return seen
+
+
+async def paging(http: httpx.AsyncClient, db: AsyncIOMotorDatabase, shape: Shape, page_size: int) -> dict[str, Any]:
+    """Resources/s: one raw cursor over the filter; our pages with the default _total, and with _total=none."""
     flt = await shape.raw.prepare(db)
     t = time.perf_counter()
     raw_n = 0
     async for _ in db[shape.rtype].find(flt, {"res": 1, "i": 1}).sort(shape.raw.sort):
         raw_n += 1
-    raw_s = time.perf_counter() - t
+    out: dict[str, Any] = {"raw_n": raw_n, "raw": raw_n / (time.perf_counter() - t)}
     max_pages = math.ceil(raw_n / page_size) + 2  # bounded: a server that loops cannot hang the bench
-    url: str | None = str(
-        http.build_request("GET", shape.rtype, params=[*shape.params, ("_count", str(page_size))]).url
-    )
-    ours_n = pages = 0
-    t = time.perf_counter()
-    while url and pages < max_pages:
-        r = await http.get(url)
-        r.raise_for_status()
-        body = r.json()
-        ours_n += sum(1 for e in body.get("entry") or [] if (e.get("search") or {}).get("mode") == "match")
-        url = next((ln["url"] for ln in body.get("link") or [] if ln["relation"] == "next"), None)
-        pages += 1
-    ours_s = time.perf_counter() - t
-    return ours_n / ours_s, raw_n / raw_s, ours_n, raw_n
+    for key, extra in (("ours", []), ("none", [("_total", "none")])):
+        t = time.perf_counter()
+        out[f"{key}_n"] = await follow_next(http, shape, [("_count", str(page_size)), *extra], max_pages)
+        out[key] = out[f"{key}_n"] / (time.perf_counter() - t)
+    return out
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -373,11 +376,13 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"    explain: {res['explain']}")
             print(f"\npaging: follow next links (_count={args.page_size}) vs one raw cursor over the same filter")
             for shape in (s for s in shapes(picks, srv.base) if s.name in ("token", "_sort=-date")):
-                ours_rate, raw_rate, ours_n, raw_n = await paging(http, db, shape, args.page_size)
+                pg = await paging(http, db, shape, args.page_size)
+                ok = pg["ours_n"] == pg["none_n"] == pg["raw_n"]
                 print(
-                    f"{shape.name:<12} | raw {raw_rate:8.0f} resources/s | ours {ours_rate:8.0f} resources/s |"
-                    f" ratio {ours_rate / raw_rate:.2f} | {ours_n} vs {raw_n} resources"
-                    + ("" if ours_n == raw_n else " MISMATCH")
+                    f"{shape.name:<12} | raw {pg['raw']:8.0f}/s |"
+                    f" ours {pg['ours']:8.0f}/s ratio {pg['ours'] / pg['raw']:.2f}"
+                    f" | _total=none {pg['none']:8.0f}/s ratio {pg['none'] / pg['raw']:.2f} | {pg['raw_n']} resources"
+                    + ("" if ok else f" MISMATCH: ours {pg['ours_n']}, _total=none {pg['none_n']}")
                 )
 
 
@@ -386,7 +391,7 @@ if __name__ == "__main__":
     ap.add_argument("--patients", type=int, default=None, help="patient bundles to load (default: all)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per shape (after one warm-up)")
     ap.add_argument("--count", type=int, default=20, help="page size of the first-page measurements")
-    ap.add_argument("--page-size", type=int, default=100, help="page size when paging through everything")
+    ap.add_argument("--page-size", type=int, default=20, help="page size when paging through everything")
     ap.add_argument("--concurrency", type=int, default=2, help="bundles loaded at once")
     ap.add_argument("--load-mode", choices=("bundle", "put", "auto"), default="auto")
     ap.add_argument("--fixtures", default=str(FIXTURES))

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fhir_server import audit
 from fhir_server.auth.scopes import allows
 from fhir_server.auth.tokens import InvalidToken, TokenVerifier
 from fhir_server.backend import Backend, open_backend
@@ -83,14 +84,28 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
         try:
             check_format(request)
             _authorize(request, action)
-            return await fn(request)
+            _refuse_audit_changes(request, action)
+            response = await fn(request)
         except FHIRError as exc:
-            return outcome_response(exc, wants_pretty(request))
+            response = outcome_response(exc, wants_pretty(request))
         except Exception:
             log.exception("unhandled error")
-            return outcome_response(FHIRError(500, "internal server error", code="exception"))
+            response = outcome_response(FHIRError(500, "internal server error", code="exception"))
+        if action is not None:
+            # Before the response leaves: an interaction that cannot be audited does not happen.
+            try:
+                await audit.record(request.app.state.server, request, fn.__name__, response)
+            except Exception:
+                log.exception("audit write failed")
+                return outcome_response(FHIRError(500, "the audit trail could not be written", code="exception"))
+        return response
 
     return wrapped
+
+
+def _refuse_audit_changes(request: Request, action: str | None) -> None:
+    if request.path_params.get("type") == "AuditEvent" and action in ("u", "d"):
+        raise FHIRError(405, "AuditEvents cannot be changed or deleted", code="not-supported")
 
 
 def _routes() -> list[Route]:

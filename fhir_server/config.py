@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     jobs_enabled: bool = True
     export_retention_hours: float = 24.0
 
+    # Every interaction writes an AuditEvent (turn off only for benchmarks measuring its cost).
+    audit_enabled: bool = True
+
     log_level: str = "INFO"
 
     def resolved_base_url(self) -> str:

@@ -65,9 +65,12 @@ async def test_everything(client: httpx.AsyncClient) -> None:
     assert ("Patient", other) not in got
     assert entries[0]["resource"]["id"] == pid
     matches = [e for e in entries if e["search"]["mode"] == "match"]
-    assert len(matches) == 3  # the patient, the encounter, its condition
+    clinical = [e for e in matches if e["resource"]["resourceType"] != "AuditEvent"]
+    assert len(clinical) == 3  # the patient, the encounter, its condition
+    # The accesses to the record are part of it too (AuditEvent is in the Patient compartment).
+    assert any(e["resource"]["resourceType"] == "AuditEvent" for e in matches)
 
-    recent = await _all(client, f"Patient/{pid}/$everything", {"_since": since})
+    recent = await _all(client, f"Patient/{pid}/$everything", {"_since": since, "_type": "Patient,Condition,Encounter"})
     assert {e["resource"]["id"] for e in recent if e["search"]["mode"] == "match"} == {cond}
 
     only = await _all(client, f"Patient/{pid}/$everything", {"_type": "Encounter"})

@@ -215,6 +215,9 @@ async def run_batch(request: Request, bundle: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_scope(request: Request, entries: list[Entry]) -> None:
+    for e in entries:
+        if e.rtype == "AuditEvent" and e.method in ("PUT", "PATCH", "DELETE"):
+            raise entry_error(e.index, FHIRError(405, "AuditEvents cannot be changed or deleted", code="not-supported"))
     access = getattr(request.state, "access", None)
     if access is None:
         return
