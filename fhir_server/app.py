@@ -13,6 +13,7 @@ from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,6 +25,7 @@ from fhir_server.backend import Backend, open_backend
 from fhir_server.config import Settings, get_settings
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
+from fhir_server.hardening import EXPOSED_HEADERS, RateLimiter, SecurityHeadersMiddleware
 from fhir_server.http import check_format, outcome_response, wants_pretty
 from fhir_server.interactions import bundle, capabilities, create, delete, history, patch, read, search, update, vread
 from fhir_server.jobs.export import purge_expired, run_export
@@ -84,6 +86,7 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
         try:
             check_format(request)
             _authorize(request, action)
+            _rate_limit(request)
             _refuse_audit_changes(request, action)
             response = await fn(request)
         except FHIRError as exc:
@@ -101,6 +104,15 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
         return response
 
     return wrapped
+
+
+def _rate_limit(request: Request) -> None:
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is None:
+        return
+    access = getattr(request.state, "access", None)
+    client = access.client_id if access else (request.client.host if request.client else "unknown")
+    limiter.check(client)
 
 
 def _refuse_audit_changes(request: Request, action: str | None) -> None:
@@ -207,5 +219,24 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         exception_handlers={HTTPException: _http_error},
     )
     app.state.verifier = None
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Exist",
+                "If-None-Match",
+                "If-Modified-Since",
+                "Prefer",
+                "X-Request-Id",
+            ],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.resolved_base_url().startswith("https://"))
     app.add_middleware(RequestLogMiddleware)
     return app

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     jobs_enabled: bool = True
     export_retention_hours: float = 24.0
 
+    # Requests per minute per client (token client_id, else address), per instance; 0 = no limit.
+    rate_limit_per_minute: int = 6000
+    # Origins allowed by CORS (browser SMART apps), e.g. ["https://app.example.fr"]; empty = CORS off.
+    cors_origins: list[str] = []
+
     # Every interaction writes an AuditEvent (turn off only for benchmarks measuring its cost).
     audit_enabled: bool = True
 
