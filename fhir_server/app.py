@@ -66,17 +66,24 @@ def _authorize(request: Request, action: str | None) -> None:
     if action == "export":
         return  # $export checks the scopes of the types it exports
     if action == "everything":
-        # $everything reads every type of the compartment: it needs read and search on all of them.
-        if not (allows(access.scopes, None, "r") and allows(access.scopes, None, "s")):
-            raise FHIRError(403, "$everything needs read and search scopes on every type", code="forbidden")
-        return
+        # $everything reads every type of the compartment: read and search on all of them, or a
+        # patient-context token asking for its own patient.
+        if allows(access.scopes, None, "r") and allows(access.scopes, None, "s"):
+            return
+        own = access.patient is not None and request.path_params.get("id") == access.patient
+        if own and allows(access.scopes, None, "r", context="patient"):
+            request.state.patient = access.patient
+            return
+        raise FHIRError(403, "$everything needs read and search scopes on every type", code="forbidden")
     rtype = request.path_params.get("type")
-    if not allows(access.scopes, rtype, action):
-        raise FHIRError(
-            403,
-            f"the token's scopes do not allow this interaction on {rtype or 'the system'}",
-            code="forbidden",
-        )
+    if allows(access.scopes, rtype, action):
+        return
+    if access.patient and rtype and allows(access.scopes, rtype, action, context="patient"):
+        request.state.patient = access.patient  # confined to that patient's compartment
+        return
+    raise FHIRError(
+        403, f"the token's scopes do not allow this interaction on {rtype or 'the system'}", code="forbidden"
+    )
 
 
 def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:

@@ -70,16 +70,23 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def token(args: argparse.Namespace) -> int:
-    from fhir_server.auth.tokens import mint_token
+    from fhir_server.auth.tokens import ADMIN_CLIENT, mint_token
 
     settings = _settings(args)
     lifetime = args.lifetime or settings.token_lifetime_seconds
+    extra: dict[str, str] = {}
+    if args.user:
+        extra["fhirUser"] = args.user
+    if args.patient:
+        extra["patient"] = args.patient
     access = mint_token(
         settings.data_dir,
         issuer=settings.token_issuer,
         audience=settings.resolved_base_url(),
         scope=args.scope,
         lifetime=lifetime,
+        subject=args.user or ADMIN_CLIENT,
+        extra=extra,
     )
     if args.json:
         out = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": args.scope}
@@ -106,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("token", help="print an access token for the local admin client")
     common(t)
     t.add_argument("--scope", required=True, help='e.g. "system/*.*" or "system/Patient.rs"')
+    t.add_argument("--user", help="act as this user: Practitioner/ID, RelatedPerson/ID or Patient/ID (fhirUser)")
+    t.add_argument("--patient", help="launch context patient id (confines patient/ scopes to its compartment)")
     t.add_argument("--lifetime", type=int, help="seconds (default FHIR_TOKEN_LIFETIME_SECONDS)")
     t.add_argument("--json", action="store_true", help="print an OAuth token response instead of the token")
     t.set_defaults(func=token)

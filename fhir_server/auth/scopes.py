@@ -11,15 +11,17 @@ _SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Za-z]+)\.(\*|read|write|[cru
 V1 = {"*": "cruds", "read": "rs", "write": "cud"}
 
 
-def allows(scopes: frozenset[str], resource_type: str | None, action: str) -> bool:
-    """Does some non-patient scope grant `action` on `resource_type` (None = every type)?
+def allows(scopes: frozenset[str], resource_type: str | None, action: str, *, context: str = "user") -> bool:
+    """Does some scope of `context` grant `action` on `resource_type` (None = every type)?
 
-    Patient-context scopes need the compartment checks of the security issue; until then they grant
-    nothing rather than too much.
+    context "user" counts `user/` and `system/` scopes (unconfined access); "patient" counts `patient/`
+    scopes, which only ever grant access inside the token's patient compartment (patient_context.py).
+    Scopes with a `?` restriction (SMART v2 fine-grained) are not supported: they grant nothing rather
+    than too much.
     """
     for scope in scopes:
         m = _SCOPE.match(scope)
-        if not m or m.group(1) == "patient" or m.group(4):
+        if not m or m.group(4) or (m.group(1) == "patient") != (context == "patient"):
             continue
         rtype, perm = m.group(2), m.group(3)
         if rtype not in ("*", resource_type):

@@ -26,6 +26,12 @@ class AccessToken:
     scopes: frozenset[str]
     claims: dict[str, Any]
 
+    @property
+    def patient(self) -> str | None:
+        """The SMART launch context patient id, if any."""
+        value = self.claims.get("patient")
+        return str(value) if value else None
+
 
 class InvalidToken(Exception):
     pass

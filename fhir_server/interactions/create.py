@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.patient_context import check_writable
 from fhir_server.context import resource_type_of, server
 from fhir_server.http import fhir_response, version_headers, wants_pretty, write_response
 from fhir_server.interactions.body import incoming_resource
@@ -18,6 +19,7 @@ async def create(request: Request) -> Response:
     resource = await incoming_resource(request, rtype)
     # The server assigns the id of a created resource; a client id in the body is ignored.
     resource.pop("id", None)
+    check_writable(ctx, request, rtype, resource)
     condition = request.headers.get("if-none-exist")
     if condition is None:
         version = await ctx.store.create(rtype, resource)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.patient_context import check_writable, restricted_patient
 from fhir_server.context import query_items, resource_id_of, resource_type_of, server
 from fhir_server.http import fhir_response, parse_etag
 from fhir_server.interactions.conditional import criteria_lease, matching, parse_criteria, single_match
@@ -16,6 +17,9 @@ from fhir_server.interactions.conditional import criteria_lease, matching, parse
 
 async def _delete(request: Request, rtype: str, rid: str) -> Response:
     ctx = server(request)
+    if restricted_patient(request) is not None:
+        current = await ctx.store.current(rtype, rid)
+        check_writable(ctx, request, rtype, (current or {}).get("res"))
     version = await ctx.store.delete(rtype, rid, if_match=parse_etag(request.headers.get("if-match")))
     return fhir_response(None, 204, {"ETag": f'W/"{version.version}"'} if version else None)
 

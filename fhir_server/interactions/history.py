@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.patient_context import check_visible, forbid_unconfined, restricted_patient
 from fhir_server.context import query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError
 from fhir_server.http import fhir_response, http_date, wants_pretty
@@ -76,12 +77,18 @@ async def _history(request: Request, rtype: str | None, rid: str | None) -> Resp
 
 
 async def system_history(request: Request) -> Response:
+    forbid_unconfined(request, "system history")
     return await _history(request, None, None)
 
 
 async def type_history(request: Request) -> Response:
+    forbid_unconfined(request, "type history")
     return await _history(request, resource_type_of(request), None)
 
 
 async def instance_history(request: Request) -> Response:
-    return await _history(request, resource_type_of(request), resource_id_of(request))
+    rtype, rid = resource_type_of(request), resource_id_of(request)
+    if restricted_patient(request):
+        current = await server(request).store.current(rtype, rid)
+        check_visible(server(request), request, rtype, (current or {}).get("res"))
+    return await _history(request, rtype, rid)

@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.patient_context import check_writable
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError
 from fhir_server.http import parse_etag, write_response
@@ -65,7 +66,9 @@ async def _patch(request: Request, rtype: str, rid: str) -> Response:
                 f"If-Match version {client_if_match} is not the current version {current.version}",
                 code="conflict",
             )
+        check_writable(ctx, request, rtype, current.resource)
         patched = _apply(patch, current.resource or {}, rtype, rid)
+        check_writable(ctx, request, rtype, patched)
         try:
             version = await ctx.store.write(rtype, rid, patched, if_match=current.version)
         except FHIRError as exc:

@@ -14,6 +14,13 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.auth.patient_context import (
+    forbid_unconfined,
+    in_compartment,
+    is_patient_specific,
+    restricted_patient,
+    search_filter,
+)
 from fhir_server.auth.scopes import allows
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError, OutcomeIssue, operation_outcome
@@ -128,6 +135,9 @@ async def _run_search_once(
     warnings: list[OutcomeIssue] = []
     filters: list[dict[str, Any]] = []
     for rtype in scope.types:
+        confined = search_filter(request, rtype)
+        if confined is not None:
+            scope.extra[rtype] = {"$and": [scope.extra[rtype], confined]} if rtype in scope.extra else confined
         compiled = await compile_filter(ctx, rtype, params, strict=strict)
         if len(scope.types) == 1 or not compiled.ignored:
             warnings += compiled.warnings()
@@ -168,8 +178,17 @@ async def _run_search_once(
             referenced(ctx, page.matches) if scope.all_references else included(ctx, page.matches, params)
         )
         for rtype, doc in extra_docs:
-            # An include must not reveal a type the token cannot read.
+            # An include must not reveal a type the token cannot read, nor another patient's data.
             if access is None or allows(access.scopes, rtype, "r"):
+                entries.append(_entry(ctx, rtype, doc, "include", summary, None))
+            elif (
+                restricted_patient(request)
+                and allows(access.scopes, rtype, "r", context="patient")
+                and (
+                    not is_patient_specific(rtype)
+                    or in_compartment(ctx, rtype, doc["res"], restricted_patient(request))
+                )
+            ):
                 entries.append(_entry(ctx, rtype, doc, "include", summary, None))
         if page.next_cursor is not None:
             links.append({"relation": "next", "url": page_url(self_base, params, encode_cursor(page.next_cursor))})
@@ -231,6 +250,7 @@ async def _system_scope(ctx: ServerContext, params: list[tuple[str, str]]) -> Sc
 
 
 async def search_system(request: Request) -> Response:
+    forbid_unconfined(request, "system search")
     ctx = server(request)
     params = query_items(request)
     if request.method == "POST":
