@@ -65,6 +65,12 @@ class Database:
 
     async def _ensure_system_indexes(self) -> None:
         await self._create_indexes(self.history, HISTORY_INDEXES)
+        # Readers look for committed-but-unapplied transactions on every search and missed read.
+        await self._create_indexes(self.db["transactions"], [IndexModel([("state", ASCENDING)], name="state")])
+        # Job loops look for queued or expired jobs, oldest first.
+        await self._create_indexes(
+            self.db["jobs"], [IndexModel([("state", ASCENDING), ("created", ASCENDING)], name="state_created")]
+        )
 
     async def ensure_type_indexes(self, resource_type: str) -> None:
         """Create a type collection's indexes the first time the type is written (idempotent)."""
