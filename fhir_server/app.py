@@ -131,7 +131,10 @@ def _routes() -> list[Route]:
     def r(path: str, fn: Endpoint, methods: list[str], action: str | None) -> Route:
         return Route(FHIR_PREFIX + path.rstrip("/"), fhir_endpoint(fn, action), methods=methods)
 
+    from fhir_server.auth.oauth import routes as oauth_routes
+
     return [
+        *oauth_routes(FHIR_PREFIX),  # before /{type}/{id}: /fhir/.well-known/... are literal paths
         r("/metadata", capabilities.capabilities, ["GET"], None),
         # Operations first: their literal segments must win over /{type}/{id}.
         r("/Patient/{id}/$everything", everything.everything, ["GET"], "everything"),

@@ -49,6 +49,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Embedded OAuth 2.0 authorisation server (auth/oauth.py: SMART App Launch 2 and Backend Services).
+    # Registered clients from a JSON file (shape in auth/oauth.py), besides those added by the admin API.
+    oauth_clients_file: Path | None = None
+    # Public URL under which /oauth/* is served; default: the base URL without its trailing /fhir.
+    oauth_base_url: str | None = None
+    # Local test login at /oauth/authorize (`user=Practitioner/ID`); never in production.
+    oauth_dev_login: bool = False
+    oauth_code_lifetime_seconds: int = 60
+    oauth_launch_lifetime_seconds: int = 600
+    oauth_refresh_lifetime_seconds: int = 30 * 24 * 3600
+
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
 

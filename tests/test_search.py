@@ -277,3 +277,13 @@ async def test_deleted_resources_are_not_found(client: httpx.AsyncClient) -> Non
     await client.delete(f"Patient/{pid}")
     assert await ids(client, "Patient", {"family": "ephemere"}) == []
     assert await ids(client, "Patient", {"_id": pid}) == []
+
+
+async def test_total_on_first_page_only_by_default(client: httpx.AsyncClient, data: dict) -> None:
+    first = (await client.get("Patient", params={"_count": "1"})).json()
+    assert first["total"] >= 3
+    nxt = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    assert "total" not in (await client.get(nxt)).json()
+    asked = (await client.get("Patient", params={"_count": "1", "_total": "accurate"})).json()
+    nxt = next(link["url"] for link in asked["link"] if link["relation"] == "next")
+    assert (await client.get(nxt)).json()["total"] == asked["total"]

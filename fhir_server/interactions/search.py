@@ -148,7 +148,9 @@ async def _run_search_once(
     count = parse_count(_single(params, "_count"), ctx.settings.default_count, ctx.settings.max_count)
     summary = parse_summary(_single(params, "_summary"))
     elements = parse_elements([v for k, v in params if k == "_elements"])
-    total_mode = _single(params, "_total") or "accurate"
+    # Counting every match costs O(matches): by default the first page carries the total and later pages
+    # (reached through a cursor) do not, unless the client asks with _total=accurate.
+    total_mode = _single(params, "_total") or ("none" if _single(params, CURSOR_PARAM) else "accurate")
     if total_mode not in TOTAL_MODES:
         raise FHIRError(400, f"_total must be one of {', '.join(TOTAL_MODES)}", code="invalid")
     sort_type = scope.types[0] if len(scope.types) == 1 else None
