@@ -135,16 +135,12 @@ async def _run_search_once(
     warnings: list[OutcomeIssue] = []
     filters: list[dict[str, Any]] = []
     for rtype in scope.types:
-        confined = search_filter(request, rtype)
-        if confined is not None:
-            scope.extra[rtype] = {"$and": [scope.extra[rtype], confined]} if rtype in scope.extra else confined
         compiled = await compile_filter(ctx, rtype, params, strict=strict)
         if len(scope.types) == 1 or not compiled.ignored:
             warnings += compiled.warnings()
-        flt = compiled.flt
-        if rtype in scope.extra:
-            flt = {"$and": [flt, scope.extra[rtype]]}
-        filters.append(flt)
+        # The scope's own restriction (compartment, $everything) and the token's patient confinement.
+        extra = [f for f in (scope.extra.get(rtype), search_filter(request, rtype)) if f]
+        filters.append({"$and": [compiled.flt, *extra]} if extra else compiled.flt)
     count = parse_count(_single(params, "_count"), ctx.settings.default_count, ctx.settings.max_count)
     summary = parse_summary(_single(params, "_summary"))
     elements = parse_elements([v for k, v in params if k == "_elements"])
