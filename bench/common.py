@@ -40,8 +40,10 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def running_server(mongodb_uri: str | None = None) -> AsyncIterator[Running]:
-    """FerretDB (unless a MongoDB URI is given) plus `fhir-server serve` pointed at it."""
+async def running_server(
+    mongodb_uri: str | None = None, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Running]:
+    """FerretDB (unless a MongoDB URI is given) plus `fhir-server serve` pointed at it (with `extra_env`)."""
     with tempfile.TemporaryDirectory(prefix="fhir-bench-") as tmp:
         data_dir = Path(tmp)
         embedded = None
@@ -52,7 +54,10 @@ async def running_server(mongodb_uri: str | None = None) -> AsyncIterator[Runnin
         port = _free_port()
         base = f"http://127.0.0.1:{port}/fhir"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
-        env.update(FHIR_MONGODB_URI=uri, FHIR_DATABASE="bench", FHIR_LOG_LEVEL="WARNING")
+        env.update(
+            FHIR_MONGODB_URI=uri, FHIR_DATABASE="bench", FHIR_LOG_LEVEL="WARNING", FHIR_RATE_LIMIT_PER_MINUTE="0"
+        )
+        env.update(extra_env or {})
         proc = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--data-dir", tmp],
             env=env,

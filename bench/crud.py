@@ -69,14 +69,16 @@ async def run_level(http: httpx.AsyncClient, raw: Any, obs: dict, n: int, conc: 
     )
 
 
-async def main(n: int, mongodb_uri: str | None) -> None:
+async def main(n: int, mongodb_uri: str | None, security: bool) -> None:
     obs = observation()
-    async with running_server(mongodb_uri) as srv:
+    env = {} if security else {"FHIR_AUTH_ENABLED": "false", "FHIR_AUDIT_ENABLED": "false"}
+    async with running_server(mongodb_uri, env) as srv:
         raw = AsyncIOMotorClient(srv.uri)["bench_raw"]["Observation"]
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/fhir+json"}
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         async with httpx.AsyncClient(base_url=srv.base + "/", headers=headers, limits=limits) as http:
-            print(f"backend: {srv.uri} ({'FerretDB' if mongodb_uri is None else 'MongoDB'}); n={n} per run")
+            backend = "FerretDB" if mongodb_uri is None else "MongoDB"
+            print(f"backend: {srv.uri} ({backend}); n={n} per run; tokens and audit {'on' if security else 'off'}")
             print(f"{'clients':>7} | {'op':<6} | {'raw':>24} | {'ours':>24} | ratio")
             for conc in (1, 16):
                 await run_level(http, raw, obs, n, conc)
@@ -86,5 +88,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--mongodb-uri", default=None)
+    ap.add_argument("--security", choices=["on", "off"], default="on", help="token checks and audit trail")
     args = ap.parse_args()
-    asyncio.run(main(args.n, args.mongodb_uri))
+    asyncio.run(main(args.n, args.mongodb_uri, args.security == "on"))
