@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fhir_server import audit
+from fhir_server.auth.oauth import check_revoked
 from fhir_server.auth.scopes import allows
 from fhir_server.auth.tokens import InvalidToken, TokenVerifier
 from fhir_server.backend import Backend, open_backend
@@ -93,6 +94,7 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
         try:
             check_format(request)
             _authorize(request, action)
+            await check_revoked(request)
             _rate_limit(request)
             _refuse_audit_changes(request, action)
             response = await fn(request)

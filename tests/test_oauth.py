@@ -424,3 +424,25 @@ async def test_dev_login_off(ferretdb_uri: str, tmp_path: Path) -> None:
             r = await c.get(ORIGIN + "/oauth/authorize", params=params)
             assert r.status_code == 501
             assert "Pro Santé Connect" in r.json()["error_description"]
+
+
+async def test_revoked_token_is_refused_by_fhir_endpoints(anon_client: httpx.AsyncClient, settings, app) -> None:
+    from fhir_server.auth.oauth import TOKENS
+    from tests.conftest import token_for
+
+    token = token_for(settings, "system/*.read")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await anon_client.get("Patient", headers=headers)).status_code == 200
+    claims = jwt_claims(token)
+    await app.state.server.database.db[TOKENS].insert_one({"_id": f"revoked:{claims['jti']}"})
+    r = await anon_client.get("Patient", headers=headers)
+    assert r.status_code == 401
+    assert "invalid_token" in r.headers["www-authenticate"]
+
+
+def jwt_claims(token: str) -> dict:
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -61,7 +61,10 @@ def mint_token(
         "jti": secrets.token_urlsafe(16),
         **(extra or {}),
     }
-    return jwt.encode(claims, load_or_create_signing_key(data_dir), algorithm=ALGORITHM)
+    from fhir_server.auth.jwks import server_jwks  # late: jwks imports this module
+
+    kid = server_jwks(data_dir)["keys"][0]["kid"]  # lets OIDC clients pick the key from our JWKS
+    return jwt.encode(claims, load_or_create_signing_key(data_dir), algorithm=ALGORITHM, headers={"kid": kid})
 
 
 class TokenVerifier:
