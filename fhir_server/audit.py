@@ -120,3 +120,39 @@ async def record(ctx: ServerContext, request: Request, interaction: str, respons
     if location and "entity" in event:
         event["entity"][0]["what"] = {"reference": "/".join(location.split("/")[-4:-2])}
     await ctx.store.create("AuditEvent", event)
+
+
+async def record_login(
+    ctx: ServerContext, request: Request, *, client_id: str | None, mode: str, success: bool, reason: str = ""
+) -> None:
+    """An authentication at the token endpoint (DICOM 110114 User Authentication / 110122 Login)."""
+    if not ctx.settings.audit_enabled:
+        return
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110114",
+            "display": "User Authentication",
+        },
+        "subtype": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"}],
+        "action": "E",
+        "recorded": fhir_instant(now_ms()),
+        "outcome": "0" if success else "4",
+        "outcomeDesc": f"{mode}: {'success' if success else reason or 'refused'}",
+        "agent": [
+            {
+                "who": {"identifier": {"value": client_id}} if client_id else {"display": "unknown client"},
+                "altId": client_id,
+                "requestor": True,
+                "network": {"address": request.client.host if request.client else "unknown", "type": "2"},
+            }
+        ],
+        "source": {
+            "observer": {"display": "fhir-server"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}],
+        },
+    }
+    if not client_id:
+        del event["agent"][0]["altId"]
+    await ctx.store.create("AuditEvent", event)

@@ -446,3 +446,15 @@ def jwt_claims(token: str) -> dict:
 
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def test_logins_are_audited(oauth: httpx.AsyncClient, client: httpx.AsyncClient, registered: dict) -> None:
+    good = backend_form(assertion("bi-rs384", RSA_KEY, "RS384", "rs-1"))
+    assert (await oauth.post(TOKEN_URL, data=good)).status_code == 200
+    bad = backend_form(assertion("bi-rs384", EC_KEY, "ES384", "rs-1"))
+    assert (await oauth.post(TOKEN_URL, data=bad)).status_code == 401
+    r = await client.get("AuditEvent", params={"subtype": "110122", "_sort": "-_lastUpdated", "_count": "2"})
+    events = [e["resource"] for e in r.json()["entry"] if e["search"]["mode"] == "match"]
+    assert [e["outcome"] for e in events] == ["4", "0"]
+    assert all("private_key_jwt" in e["outcomeDesc"] for e in events)
+    assert events[1]["agent"][0]["who"]["identifier"]["value"] == "bi-rs384"

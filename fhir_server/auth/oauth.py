@@ -544,14 +544,44 @@ async def jwks(request: Request) -> Response:
 
 
 async def token(request: Request) -> Response:
+    """The token endpoint; every attempt, granted or refused, is audited as a login."""
+    form: dict[str, str] = {}
+    try:
+        response = await _token(request, form)
+    except Exception:
+        await _audit_login(request, form, False, "server error")
+        raise
+    await _audit_login(
+        request,
+        form,
+        response.status_code == 200,
+        "" if response.status_code == 200 else bytes(response.body).decode(errors="replace")[:200],
+    )
+    return response
+
+
+async def _audit_login(request: Request, form: dict[str, str], success: bool, reason: str) -> None:
+    from fhir_server import audit
+
+    mode = form.get("grant_type", "unknown grant")
+    if form.get("client_assertion_type"):
+        mode += " (private_key_jwt)"
+    client_id = form.get("client_id") or getattr(request.state, "oauth_client_id", None)
+    await audit.record_login(
+        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason
+    )
+
+
+async def _token(request: Request, form: dict[str, str]) -> Response:
     try:
         srv = auth_server(request)
         await srv.purge_expired()
-        form = await _form(request)
+        form.update(await _form(request))
         grant = form.get("grant_type")
         if grant not in ("client_credentials", "authorization_code", "refresh_token"):
             raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported")
         client = await srv.authenticate(request, form, allow_public=grant != "client_credentials")
+        request.state.oauth_client_id = client.client_id
         if grant not in client.grant_types:
             raise OAuthError("unauthorized_client", f"the client is not registered for {grant}")
         if grant == "client_credentials":
