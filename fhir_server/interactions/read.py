@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.auth.patient_context import check_visible
+from fhir_server.auth.policy import check_readable
 from fhir_server.context import resource_id_of, resource_type_of, server
 from fhir_server.http import fhir_response, parse_etag, parse_http_date, version_headers, wants_pretty
 from fhir_server.storage.store import StoredVersion
@@ -38,6 +39,7 @@ async def read(request: Request) -> Response:
     rtype = resource_type_of(request)
     version = await ctx.store.read(rtype, resource_id_of(request))
     check_visible(ctx, request, rtype, version.resource)
+    await check_readable(ctx, request, rtype, version.resource or {})
     headers = version_headers(version, ctx.base_url)
     if not_modified(request, version):
         return fhir_response(None, 304, headers)

@@ -21,6 +21,7 @@ from fhir_server.auth.patient_context import (
     restricted_patient,
     search_filter,
 )
+from fhir_server.auth.policy import check_readable, denied_patients, request_policy, search_restriction
 from fhir_server.auth.scopes import allows
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError, OutcomeIssue, operation_outcome
@@ -134,12 +135,18 @@ async def _run_search_once(
     strict = prefer_handling(request) == "strict"
     warnings: list[OutcomeIssue] = []
     filters: list[dict[str, Any]] = []
+    policy = request_policy(request)
+    denied = await denied_patients(ctx, policy)
     for rtype in scope.types:
         compiled = await compile_filter(ctx, rtype, params, strict=strict)
         if len(scope.types) == 1 or not compiled.ignored:
             warnings += compiled.warnings()
         # The scope's own restriction (compartment, $everything) and the token's patient confinement.
-        extra = [f for f in (scope.extra.get(rtype), search_filter(request, rtype)) if f]
+        extra = [
+            f
+            for f in (scope.extra.get(rtype), search_filter(request, rtype), search_restriction(policy, rtype, denied))
+            if f
+        ]
         filters.append({"$and": [compiled.flt, *extra]} if extra else compiled.flt)
     count = parse_count(_single(params, "_count"), ctx.settings.default_count, ctx.settings.max_count)
     summary = parse_summary(_single(params, "_summary"))
@@ -176,6 +183,10 @@ async def _run_search_once(
             referenced(ctx, page.matches) if scope.all_references else included(ctx, page.matches, params)
         )
         for rtype, doc in extra_docs:
+            try:
+                await check_readable(ctx, request, rtype, doc["res"])
+            except FHIRError:
+                continue  # labels or an opposition hide it from this user
             # An include must not reveal a type the token cannot read, nor another patient's data.
             if access is None or allows(access.scopes, rtype, "r"):
                 entries.append(_entry(ctx, rtype, doc, "include", summary, None))
