@@ -180,14 +180,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return outcome_response(FHIRError(exc.status_code, detail, code=code, headers=dict(exc.headers or {})))
 
 
-async def _maintenance(ctx: ServerContext, interval: float = 10.0) -> None:
-    """Finishes or rolls back transactions a crashed instance left behind; purges expired exports."""
+async def _maintenance(ctx: ServerContext, interval: float = 10.0, audit_every: int = 360) -> None:
+    """Finishes or rolls back transactions a crashed instance left behind; purges expired exports and,
+    about hourly, AuditEvents past their retention."""
+    rounds = 0
     while True:
-        for step in (lambda: ctx.store.tx.recover(now_ms()), lambda: purge_expired(ctx)):
+        steps = [lambda: ctx.store.tx.recover(now_ms()), lambda: purge_expired(ctx)]
+        if rounds % audit_every == 0:
+            steps.append(lambda: audit.purge_expired(ctx))
+        for step in steps:
             try:
                 await step()
             except Exception:
                 log.exception("maintenance step failed")
+        rounds += 1
         await asyncio.sleep(interval)
 
 

@@ -156,3 +156,13 @@ async def record_login(
     if not client_id:
         del event["agent"][0]["altId"]
     await ctx.store.create("AuditEvent", event)
+
+
+async def purge_expired(ctx: ServerContext) -> int:
+    """Remove AuditEvents older than the retention period (a server task; the API cannot delete them)."""
+    from datetime import timedelta
+
+    cutoff = now_ms() - timedelta(days=ctx.settings.audit_retention_days)
+    removed = await ctx.database.resources("AuditEvent").delete_many({"lu": {"$lt": cutoff}})
+    await ctx.database.history.delete_many({"t": "AuditEvent", "lu": {"$lt": cutoff}})
+    return removed.deleted_count

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     # Every interaction writes an AuditEvent (turn off only for benchmarks measuring its cost).
     audit_enabled: bool = True
+    # AuditEvents are kept at least this long (12 months and more), then purged by the server.
+    audit_retention_days: int = 400
 
     log_level: str = "INFO"
 

@@ -71,3 +71,32 @@ async def test_audit_events_are_immutable(client: httpx.AsyncClient) -> None:
     }
     assert (await client.post("", json=bundle)).status_code == 405
     assert (await client.get(f"AuditEvent/{event['id']}")).json()["outcomeDesc"] == event["outcomeDesc"]
+
+
+async def test_retention_purge_keeps_recent_events(client: httpx.AsyncClient, app) -> None:
+    from datetime import timedelta
+
+    from fhir_server import audit
+    from fhir_server.storage.clock import now_ms
+
+    ctx = app.state.server
+    recent = len(await events(client))
+    old = (
+        await post(
+            client,
+            {
+                "resourceType": "AuditEvent",
+                "type": {"code": "rest"},
+                "recorded": "2020-01-01T00:00:00Z",
+                "agent": [{"requestor": True}],
+                "source": {"observer": {"display": "x"}},
+            },
+        )
+    ).json()
+    # Age it as if written 2 years ago.
+    two_years = now_ms() - timedelta(days=730)
+    await ctx.database.resources("AuditEvent").update_one({"_id": old["id"]}, {"$set": {"lu": two_years}})
+    await ctx.database.history.update_one({"_id": f"AuditEvent/{old['id']}/1"}, {"$set": {"lu": two_years}})
+    assert await audit.purge_expired(ctx) == 1
+    assert (await client.get(f"AuditEvent/{old['id']}")).status_code == 404
+    assert len(await events(client)) >= recent
