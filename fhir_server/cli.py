@@ -48,6 +48,8 @@ async def _serve(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             log_config=None,
+            ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+            ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
             proxy_headers=True,
             server_header=False,
         )

@@ -12,6 +12,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
 
     host: str = "127.0.0.1"
+    # TLS served by uvicorn itself (else terminate TLS at a reverse proxy: docs/DEPLOYMENT.md).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     port: int = 8080
     # Public base URL of the FHIR endpoint; defaults to http://{host}:{port}/fhir.
     base_url: str | None = None
