@@ -230,3 +230,54 @@ def test_export_job_survives_a_restart(data_dir: Path) -> None:
         assert len(lines) == 1 and '"gender":"male"' in lines[0]
     finally:
         second.stop()
+
+
+def test_serves_tls_itself(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    port = free_port()
+    server = Server(
+        tmp_path / "var",
+        port,
+        FHIR_TLS_CERT=str(cert_file),
+        FHIR_TLS_KEY=str(key_file),
+        FHIR_BASE_URL=f"https://127.0.0.1:{port}/fhir",
+    )
+    server.base = f"https://127.0.0.1:{port}/fhir"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"{server.base}/metadata", verify=False, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert r.status_code == 200
+        assert r.headers["strict-transport-security"].startswith("max-age=")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2)
+    finally:
+        server.stop()
