@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fhir_server.context import ServerContext
+from starlette.requests import Request
+
+from fhir_server.context import ServerContext, query_items, server
 from fhir_server.errors import FHIRError, precondition_failed
 from fhir_server.search.engine import find_current
 from fhir_server.storage.locks import lease
@@ -33,6 +35,17 @@ def single_match(matches: list[dict[str, Any]], resource_type: str, criteria: li
             f"several {resource_type} resources match {urlencode(criteria)}: the criteria must select one"
         )
     return matches[0] if matches else None
+
+
+@contextlib.asynccontextmanager
+async def matched_under_lease(request: Request, resource_type: str) -> AsyncIterator[str | None]:
+    """The id of the one resource the request's criteria select (None if none; 412 if several),
+    with the criteria's lease held for the body of the `async with`."""
+    ctx = server(request)
+    criteria = parse_criteria(query_items(request))
+    async with criteria_lease(ctx, resource_type, criteria):
+        existing = single_match(await matching(ctx, resource_type, criteria), resource_type, criteria)
+        yield existing["_id"] if existing else None
 
 
 @contextlib.asynccontextmanager

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.auth.patient_context import check_writable, restricted_patient
-from fhir_server.context import query_items, resource_id_of, resource_type_of, server
+from fhir_server.context import resource_id_of, resource_type_of, server
 from fhir_server.http import fhir_response, parse_etag
-from fhir_server.interactions.conditional import criteria_lease, matching, parse_criteria, single_match
+from fhir_server.interactions.conditional import matched_under_lease
 
 
 async def _delete(request: Request, rtype: str, rid: str) -> Response:
@@ -29,11 +29,8 @@ async def delete(request: Request) -> Response:
 
 
 async def conditional_delete(request: Request) -> Response:
-    ctx = server(request)
     rtype = resource_type_of(request)
-    criteria = parse_criteria(query_items(request))
-    async with criteria_lease(ctx, rtype, criteria):
-        existing = single_match(await matching(ctx, rtype, criteria), rtype, criteria)
-        if existing is None:
+    async with matched_under_lease(request, rtype) as rid:
+        if rid is None:
             return fhir_response(None, 204)
-        return await _delete(request, rtype, existing["_id"])
+        return await _delete(request, rtype, rid)

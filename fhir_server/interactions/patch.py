@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.auth.patient_context import check_writable
-from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
+from fhir_server.context import ServerContext, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError
 from fhir_server.http import parse_etag, write_response
 from fhir_server.interactions.body import validate_or_raise
-from fhir_server.interactions.conditional import criteria_lease, matching, parse_criteria, single_match
+from fhir_server.interactions.conditional import matched_under_lease
 
 JSON_PATCH = "application/json-patch+json"
 MAX_RETRIES = 20
@@ -84,11 +84,8 @@ async def patch(request: Request) -> Response:
 
 
 async def conditional_patch(request: Request) -> Response:
-    ctx = server(request)
     rtype = resource_type_of(request)
-    criteria = parse_criteria(query_items(request))
-    async with criteria_lease(ctx, rtype, criteria):
-        existing = single_match(await matching(ctx, rtype, criteria), rtype, criteria)
-    if existing is None:
-        raise FHIRError(404, f"no {rtype} matches the criteria", code="not-found")
-    return await _patch(request, rtype, existing["_id"])
+    async with matched_under_lease(request, rtype) as rid:
+        if rid is None:
+            raise FHIRError(404, f"no {rtype} matches the criteria", code="not-found")
+        return await _patch(request, rtype, rid)

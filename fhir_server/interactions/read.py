@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from fhir_server.auth.patient_context import check_visible
 from fhir_server.auth.policy import check_readable
-from fhir_server.context import resource_id_of, resource_type_of, server
+from fhir_server.context import ServerContext, resource_id_of, resource_type_of, server
 from fhir_server.http import fhir_response, parse_etag, parse_http_date, version_headers, wants_pretty
 from fhir_server.storage.store import StoredVersion
 
@@ -34,13 +34,17 @@ def _etag_version(tag: str) -> int | None:
         return None
 
 
-async def read(request: Request) -> Response:
-    ctx = server(request)
-    rtype = resource_type_of(request)
-    version = await ctx.store.read(rtype, resource_id_of(request))
-    check_visible(ctx, request, rtype, version.resource)
-    await check_readable(ctx, request, rtype, version.resource or {})
+async def respond_with_version(request: Request, ctx: ServerContext, version: StoredVersion) -> Response:
+    """A read or vread answer: access checks, then 304 or the resource with its versioning headers."""
+    check_visible(ctx, request, version.resource_type, version.resource)
+    await check_readable(ctx, request, version.resource_type, version.resource or {})
     headers = version_headers(version, ctx.base_url)
     if not_modified(request, version):
         return fhir_response(None, 304, headers)
     return fhir_response(version.resource, 200, headers, pretty=wants_pretty(request))
+
+
+async def read(request: Request) -> Response:
+    ctx = server(request)
+    version = await ctx.store.read(resource_type_of(request), resource_id_of(request))
+    return await respond_with_version(request, ctx, version)
