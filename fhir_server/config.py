@@ -65,6 +65,28 @@ class Settings(BaseSettings):
     oauth_launch_lifetime_seconds: int = 600
     oauth_refresh_lifetime_seconds: int = 30 * 24 * 3600
 
+    # End-user login through external OpenID Connect providers (auth/federation.py). A provider is
+    # enabled when its discovery URL (.../.well-known/openid-configuration) is set. Token endpoint
+    # authentication: client_secret_basic or client_secret_post ("" = from the discovery document).
+    # Pro Santé Connect (practitioners, e-CPS / CPS):
+    psc_discovery_url: str | None = None
+    psc_client_id: str = ""
+    psc_client_secret: str = ""
+    psc_scope: str = "openid scope_all"
+    psc_acr_values: str = "eidas1"
+    psc_token_auth_method: str = ""
+    # FranceConnect (usagers):
+    franceconnect_discovery_url: str | None = None
+    franceconnect_client_id: str = ""
+    franceconnect_client_secret: str = ""
+    franceconnect_scope: str = "openid given_name family_name birthdate gender"
+    franceconnect_acr_values: str = "eidas1"
+    franceconnect_token_auth_method: str = ""
+    # How long the user has to log in at the provider; discovery/JWKS cache; provider call timeout.
+    federation_login_lifetime_seconds: int = 600
+    federation_cache_seconds: int = 3600
+    federation_http_timeout_seconds: float = 10.0
+
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
 

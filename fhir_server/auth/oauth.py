@@ -3,8 +3,16 @@
 Endpoints (all outside the FHIR wrapper: OAuth JSON errors, no AuditEvent):
 
 - `GET  {base}/.well-known/smart-configuration`, `GET {base}/.well-known/jwks.json` (no token needed)
-- `GET  /oauth/authorize`   authorization code + PKCE S256; end-user login is a local test login
-                            (`user=Practitioner/ID`, only with FHIR_OAUTH_DEV_LOGIN=true), else 501
+- `GET  /oauth/authorize`   authorization code + PKCE S256. The end user logs in through Pro Santé
+                            Connect (practitioners) or FranceConnect (usagers), see auth/federation.py:
+                            the validated request is kept as a pending authorisation and the browser
+                            goes to `/oauth/login/{provider}`; with both enabled, `idp` (or
+                            `login_hint`) = `psc` | `franceconnect` chooses, default psc. The local
+                            test login (`user=Practitioner/ID`, only with FHIR_OAUTH_DEV_LOGIN=true)
+                            takes precedence when `user` is given; with no provider and no test
+                            login: 501
+- `GET  /oauth/login/{provider}`, `GET /oauth/callback/{provider}`  the OpenID Connect relying party
+                            (provider = psc | franceconnect); logins are audited (mode psc|franceconnect)
 - `POST /oauth/token`       client_credentials (private_key_jwt), authorization_code, refresh_token (rotating)
 - `POST /oauth/revoke`      RFC 7009; `POST /oauth/introspect` RFC 7662 (an authenticated client, or a
                             Bearer token with `system/*.*`)
@@ -40,7 +48,8 @@ A requested scope is granted when a registered scope covers it (same exact strin
 `*` or the same type and a superset of permissions: `patient/*.rs` covers `patient/Observation.read`).
 
 State, in single-document operations only (FerretDB v1):
-`oauth_clients` {_id: client_id, ...}; `oauth_codes` {_id: "code:<sha256>" | "launch:<id>", ..., exp};
+`oauth_clients` {_id: client_id, ...}; `oauth_codes` {_id: "code:<sha256>" | "launch:<id>" |
+"authz:<id>" pending authorisation while the user logs in at the provider, ..., exp};
 `oauth_tokens` {_id: "rt:<sha256>" refresh token | "jti:<client>:<jti>" used assertion |
 "revoked:<jti>" revoked access token | "grant:<id>" revoked grant, ..., exp}. Expired documents are
 purged at most once a minute by the token endpoint.
@@ -64,6 +73,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from fhir_server.auth.clients import Client, ClientError, ClientRegistry, parse_client
+from fhir_server.auth.federation import Federation, FederationError, pkce_pair
 from fhir_server.auth.jwks import AssertionRejected, server_jwks, unverified_claims, verify_client_assertion
 from fhir_server.auth.scopes import V1
 from fhir_server.auth.tokens import AccessToken, InvalidToken, TokenVerifier, mint_token
@@ -101,8 +111,9 @@ SCOPES_SUPPORTED = [
     "system/*.*",
 ]
 DEV_LOGIN_OFF = (
-    "end-user login through Pro Santé Connect / FranceConnect is not implemented yet; "
-    "only the local test login exists (set FHIR_OAUTH_DEV_LOGIN=true, never in production)"
+    "no end-user login is configured: enable Pro Santé Connect (FHIR_PSC_DISCOVERY_URL) and/or "
+    "FranceConnect (FHIR_FRANCECONNECT_DISCOVERY_URL); the local test login (FHIR_OAUTH_DEV_LOGIN=true) "
+    "is for tests only"
 )
 
 
@@ -178,6 +189,7 @@ class AuthServer:
             base = self.fhir_base[: -len("/fhir")] if self.fhir_base.endswith("/fhir") else self.fhir_base
         self.oauth_base = base.rstrip("/")
         self.token_endpoint = self.oauth_base + "/oauth/token"
+        self.federation = Federation(ctx)
         self._purged_at = 0
 
     # -- well-known --
@@ -633,6 +645,34 @@ async def authorize(request: Request) -> Response:
     scopes = grant_scopes(q.get("scope", ""), client.scopes, system=False)
     if not scopes:
         return fail("invalid_scope", "none of the requested scopes is registered for this client")
+    pending = {
+        "client_id": client.client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": challenge,
+        "scopes": scopes,
+        "nonce": q.get("nonce"),
+        "launch": q.get("launch"),
+        "patient": q.get("patient"),
+    }
+    enabled = srv.federation.providers
+    if enabled and not (srv.settings.oauth_dev_login and "user" in q):
+        wanted = q.get("idp") or q.get("login_hint")
+        provider = wanted if wanted in enabled else next(iter(enabled))
+        authz = secrets.token_urlsafe(24)
+        verifier, provider_challenge = pkce_pair()
+        await srv.codes.insert_one(
+            {
+                "_id": "authz:" + authz,
+                **pending,
+                "provider": provider,
+                "provider_nonce": secrets.token_urlsafe(24),
+                "provider_verifier": verifier,
+                "provider_challenge": provider_challenge,
+                "exp": _now() + srv.settings.federation_login_lifetime_seconds,
+            }
+        )
+        return _redirect(f"{srv.oauth_base}/oauth/login/{provider}", {"authz": authz})
     if not srv.settings.oauth_dev_login:
         return _json({"error": "login_unavailable", "error_description": DEV_LOGIN_OFF}, 501)
 
@@ -640,8 +680,21 @@ async def authorize(request: Request) -> Response:
     utype, _, uid = user.partition("/")
     if utype not in USER_TYPES or not await srv.resource_exists(utype, uid):
         return fail("access_denied", "test login: user must name an existing Practitioner, Patient or RelatedPerson")
+    return await complete_authorization(srv, client, pending, user)
+
+
+async def complete_authorization(srv: AuthServer, client: Client, pending: dict[str, Any], user: str) -> Response:
+    """Issue our authorization code for a validated request and its authenticated user (`Type/id`);
+    redirect to the app's (verified) redirect URI with the code, or an error."""
+    redirect_uri, state = pending["redirect_uri"], pending.get("state")
+    scopes = list(pending["scopes"])
+    utype, _, uid = user.partition("/")
+
+    def fail(error: str, description: str) -> Response:
+        return _redirect(redirect_uri, {"error": error, "error_description": description, "state": state})
+
     patient = encounter = None
-    launch = q.get("launch")
+    launch = pending.get("launch")
     if launch:
         if "launch" not in scopes:
             return fail("invalid_scope", "an EHR launch needs the launch scope")
@@ -652,7 +705,7 @@ async def authorize(request: Request) -> Response:
     else:
         scopes = [s for s in scopes if s != "launch"]
         if "launch/patient" in scopes:
-            patient = q.get("patient") or (uid if utype == "Patient" else None)
+            patient = pending.get("patient") or (uid if utype == "Patient" else None)
             if not patient or not await srv.resource_exists("Patient", patient):
                 return fail("invalid_request", "launch/patient: choose an existing patient (patient parameter)")
     code = secrets.token_urlsafe(32)
@@ -661,16 +714,106 @@ async def authorize(request: Request) -> Response:
             "_id": "code:" + _hash(code),
             "client_id": client.client_id,
             "redirect_uri": redirect_uri,
-            "code_challenge": challenge,
+            "code_challenge": pending["code_challenge"],
             "scopes": scopes,
             "user": user,
             "patient": patient,
             "encounter": encounter,
-            "nonce": q.get("nonce"),
+            "nonce": pending.get("nonce"),
             "exp": _now() + srv.settings.oauth_code_lifetime_seconds,
         }
     )
     return _redirect(redirect_uri, {"code": code, "state": state})
+
+
+async def _audit_federated(request: Request, client_id: str | None, mode: str, success: bool, reason: str) -> None:
+    from fhir_server import audit
+
+    await audit.record_login(
+        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason
+    )
+
+
+def _callback_uri(srv: AuthServer, provider: str) -> str:
+    return f"{srv.oauth_base}/oauth/callback/{provider}"
+
+
+async def federated_login(request: Request) -> Response:
+    """`GET /oauth/login/{provider}?authz=<id>`: on to the provider's authorization endpoint."""
+    name = request.path_params["provider"]
+    try:
+        srv = auth_server(request)
+    except OAuthError as exc:
+        return _error(exc)
+    provider = srv.federation.providers.get(name)
+    if provider is None:
+        return _error(OAuthError("invalid_request", f"login provider {name!r} is not enabled", 404))
+    doc = await srv.codes.find_one({"_id": "authz:" + request.query_params.get("authz", "")})
+    if doc is None or doc["exp"] < _now() or doc.get("provider") != name:
+        return _error(OAuthError("invalid_request", "unknown or expired authorization request"))
+    try:
+        url = await srv.federation.authorization_url(
+            provider,
+            _callback_uri(srv, name),
+            doc["_id"][len("authz:") :],
+            doc["provider_nonce"],
+            doc["provider_challenge"],
+        )
+    except FederationError as exc:
+        await _audit_federated(request, doc["client_id"], name, False, str(exc))
+        return _redirect(
+            doc["redirect_uri"], {"error": "access_denied", "error_description": str(exc), "state": doc.get("state")}
+        )
+    return RedirectResponse(url, status_code=302, headers=_NO_STORE)
+
+
+async def federated_callback(request: Request) -> Response:
+    """`GET /oauth/callback/{provider}?code=..&state=<pending id>`: the provider sends the user back."""
+    name = request.path_params["provider"]
+    q = request.query_params
+    try:
+        srv = auth_server(request)
+    except OAuthError as exc:
+        return _error(exc)
+    provider = srv.federation.providers.get(name)
+    if provider is None:
+        return _error(OAuthError("invalid_request", f"login provider {name!r} is not enabled", 404))
+    # Single use: the pending request is consumed by its first callback, success or not.
+    doc = await srv.codes.find_one_and_delete({"_id": "authz:" + q.get("state", "")})
+    if doc is None or doc["exp"] < _now() or doc.get("provider") != name:
+        await _audit_federated(request, doc["client_id"] if doc else None, name, False, "unknown or expired state")
+        return _error(OAuthError("invalid_request", "unknown, used or expired authorization request (state)"))
+    client_id = doc["client_id"]
+
+    async def denied(reason: str) -> Response:
+        await _audit_federated(request, client_id, name, False, reason)
+        return _redirect(
+            doc["redirect_uri"], {"error": "access_denied", "error_description": reason, "state": doc.get("state")}
+        )
+
+    try:
+        client = await srv.clients.get(client_id)
+    except ClientError as exc:
+        return _error(OAuthError("server_error", str(exc), 500))
+    if client is None or doc["redirect_uri"] not in client.redirect_uris:
+        await _audit_federated(request, client_id, name, False, "the client is no longer registered")
+        return _error(OAuthError("invalid_request", "the client is no longer registered"))
+    if q.get("error") or not q.get("code"):
+        return await denied(f"the identity provider refused the login: {q.get('error') or 'no code'}"[:200])
+    try:
+        claims = await srv.federation.login(
+            provider, q["code"], _callback_uri(srv, name), doc["provider_verifier"], doc["provider_nonce"]
+        )
+        user = await srv.federation.map_user(provider, claims)
+    except FederationError as exc:
+        return await denied(str(exc))
+    except FHIRError as exc:
+        return await denied(f"the user could not be mapped: {exc.diagnostics}")
+    response = await complete_authorization(srv, client, doc, user)
+    location = response.headers.get("location", "")
+    ok = "code" in dict(parse_qsl(urlsplit(location).query))
+    await _audit_federated(request, client_id, name, ok, "" if ok else f"login of {user} refused: " + location[-150:])
+    return response
 
 
 async def revoke(request: Request) -> Response:
@@ -850,6 +993,8 @@ def routes(fhir_prefix: str = "/fhir") -> list[Route]:
         Route(fhir_prefix + "/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
         Route(fhir_prefix + "/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/oauth/authorize", authorize, methods=["GET"]),
+        Route("/oauth/login/{provider}", federated_login, methods=["GET"]),
+        Route("/oauth/callback/{provider}", federated_callback, methods=["GET"]),
         Route("/oauth/token", token, methods=["POST"]),
         Route("/oauth/revoke", revoke, methods=["POST"]),
         Route("/oauth/introspect", introspect, methods=["POST"]),
