@@ -10,6 +10,9 @@ Rules (each reading only the token and the resource, so reads and searches apply
 - Opposition: an active `Consent` with `provision.type = deny` for a patient hides that patient's
   compartment from the user tokens it names in `provision.actor` (from every user token when it names
   none); the patient's own tokens and system tokens are not affected.
+- Care team (`FHIR_CARE_TEAM_REQUIRED=true`, the DUI rule "nothing outside the team that takes care
+  of the usager"): a practitioner's user token sees a patient's compartment only when an active
+  CareTeam of that patient lists the practitioner (or one of its PractitionerRoles) as participant.
 Refusals on reads answer 404 (existence must not leak); searches simply do not match.
 Later issues add rules here (care team, communauté membership).
 """
@@ -82,6 +85,23 @@ def _labels(resource: dict[str, Any]) -> set[tuple[str, str]]:
     return {(s.get("system", ""), s.get("code", "")) for s in (resource.get("meta") or {}).get("security", [])}
 
 
+def _team_rule_applies(ctx: ServerContext, policy: Policy) -> bool:
+    return bool(getattr(ctx.settings, "care_team_required", False)) and bool(
+        policy.user and policy.user.startswith(("Practitioner/", "PractitionerRole/"))
+    )
+
+
+async def team_patients(ctx: ServerContext, policy: Policy) -> list[str] | None:
+    """Patients whose active CareTeam lists this practitioner; None when the rule does not apply."""
+    if not _team_rule_applies(ctx, policy):
+        return None
+    flt = {"res": {"$exists": True}, "i.status.c": "active", "i.participant.r": policy.user}
+    patients: set[str] = set()
+    async for doc in ctx.database.resources("CareTeam").find(flt, {"i": 1}):
+        patients.update((doc["i"].get("patient") or {}).get("r", []))
+    return sorted(patients)
+
+
 async def denied_patients(ctx: ServerContext, policy: Policy) -> list[str]:
     """Patient references whose active Consent denies this user (one indexed query on Consent)."""
     if policy.user is None:
@@ -98,8 +118,12 @@ async def denied_patients(ctx: ServerContext, policy: Policy) -> list[str]:
     return denied
 
 
-def search_restriction(policy: Policy, resource_type: str, denied: list[str]) -> dict[str, Any] | None:
+def search_restriction(
+    policy: Policy, resource_type: str, denied: list[str], team: list[str] | None = None
+) -> dict[str, Any] | None:
     clauses: list[dict[str, Any]] = []
+    if team is not None:
+        clauses.append(_within(resource_type, team))
     if policy.hidden_labels:
         clauses.append({"i._security.sc": {"$nin": [f"{s}|{c}" for s, c in policy.hidden_labels]}})
     if denied:
@@ -107,9 +131,31 @@ def search_restriction(policy: Policy, resource_type: str, denied: list[str]) ->
             clauses.append({"_id": {"$nin": [p.split("/", 1)[1] for p in denied]}})
         for param in compartment_params("Patient").get(resource_type, ()):
             clauses.append({f"i.{param}.r": {"$nin": denied}})
+    clauses = [c for c in clauses if c]
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _within(resource_type: str, patients: list[str]) -> dict[str, Any]:
+    """Resources of `resource_type` in the compartment of one of `patients` (others: no restriction)."""
+    if resource_type == "Patient":
+        return {"_id": {"$in": [p.split("/", 1)[1] for p in patients]}}
+    params = compartment_params("Patient").get(resource_type, ())
+    if not params:
+        return {}
+    return {"$or": [{f"i.{p}.r": {"$in": patients}} for p in params]}
+
+
+def _patients_of(ctx: ServerContext, resource_type: str, resource: dict[str, Any]) -> set[str] | None:
+    """The patients whose compartment holds the resource (None: not a patient-specific type)."""
+    if resource_type == "Patient":
+        return {f"Patient/{resource.get('id')}"}
+    params = compartment_params("Patient").get(resource_type)
+    if not params:
+        return None
+    index = ctx.store.index_fn(resource)
+    return {r for p in params for r in (index.get(p) or {}).get("r", []) if r.startswith("Patient/")}
 
 
 async def check_readable(ctx: ServerContext, request: Request, resource_type: str, resource: dict[str, Any]) -> None:
@@ -118,6 +164,10 @@ async def check_readable(ctx: ServerContext, request: Request, resource_type: st
         return
     hidden = _labels(resource) & set(policy.hidden_labels)
     refused = bool(hidden)
+    team = await team_patients(ctx, policy) if not refused else None
+    if team is not None:
+        owners = _patients_of(ctx, resource_type, resource)
+        refused = owners is not None and not (owners & set(team))
     if not refused and policy.user is not None:
         denied = set(await denied_patients(ctx, policy))
         if denied:

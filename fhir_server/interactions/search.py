@@ -21,7 +21,13 @@ from fhir_server.auth.patient_context import (
     restricted_patient,
     search_filter,
 )
-from fhir_server.auth.policy import check_readable, denied_patients, request_policy, search_restriction
+from fhir_server.auth.policy import (
+    check_readable,
+    denied_patients,
+    request_policy,
+    search_restriction,
+    team_patients,
+)
 from fhir_server.auth.scopes import allows
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError, OutcomeIssue, operation_outcome
@@ -137,6 +143,7 @@ async def _run_search_once(
     filters: list[dict[str, Any]] = []
     policy = request_policy(request)
     denied = await denied_patients(ctx, policy)
+    team = await team_patients(ctx, policy)
     for rtype in scope.types:
         compiled = await compile_filter(ctx, rtype, params, strict=strict)
         if len(scope.types) == 1 or not compiled.ignored:
@@ -144,7 +151,11 @@ async def _run_search_once(
         # The scope's own restriction (compartment, $everything) and the token's patient confinement.
         extra = [
             f
-            for f in (scope.extra.get(rtype), search_filter(request, rtype), search_restriction(policy, rtype, denied))
+            for f in (
+                scope.extra.get(rtype),
+                search_filter(request, rtype),
+                search_restriction(policy, rtype, denied, team),
+            )
             if f
         ]
         filters.append({"$and": [compiled.flt, *extra]} if extra else compiled.flt)
