@@ -76,7 +76,7 @@ async def main(n: int, mongodb_uri: str | None, security: bool) -> None:
         raw = AsyncIOMotorClient(srv.uri)["bench_raw"]["Observation"]
         headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/fhir+json"}
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=srv.base + "/", headers=headers, limits=limits) as http:
+        async with httpx.AsyncClient(base_url=srv.base + "/", headers=headers, limits=limits, timeout=120) as http:
             backend = "FerretDB" if mongodb_uri is None else "MongoDB"
             print(f"backend: {srv.uri} ({backend}); n={n} per run; tokens and audit {'on' if security else 'off'}")
             print(f"{'clients':>7} | {'op':<6} | {'raw':>24} | {'ours':>24} | ratio")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from motor.motor_asyncio import AsyncIOMotorClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -310,6 +311,21 @@ async def load_synthea(
     return stats
 
 
+async def refuse_non_empty(mongodb_uri: str | None, database: str = "bench") -> None:
+    """Benchmarks load into `database` and never drop it: on an external MongoDB it must start empty."""
+    if mongodb_uri is None:
+        return  # a fresh embedded FerretDB each run
+    client: AsyncIOMotorClient = AsyncIOMotorClient(mongodb_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        names = await client[database].list_collection_names()
+    finally:
+        client.close()
+    if names:
+        raise SystemExit(
+            f"database {database!r} at {mongodb_uri} is not empty ({len(names)} collections): drop it first"
+        )
+
+
 async def main(args: argparse.Namespace) -> None:
     fixtures = Path(args.fixtures)
     if args.base:
@@ -320,6 +336,7 @@ async def main(args: argparse.Namespace) -> None:
             args.base, token, limit=args.limit, concurrency=args.concurrency, mode=args.mode, fixtures=fixtures
         )
         return
+    await refuse_non_empty(args.mongodb_uri)
     async with running_server(args.mongodb_uri) as srv:
         print(f"backend: {'MongoDB' if args.mongodb_uri else 'FerretDB'} ({srv.uri}); server {srv.base}")
         await load_synthea(

@@ -37,7 +37,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import running_server
-from bench.load_synthea import FIXTURES, bundle_files, load_synthea, prepare, resources_of
+from bench.load_synthea import FIXTURES, bundle_files, load_synthea, prepare, refuse_non_empty, resources_of
 from fhir_server.search.common import all_of, normalize
 from fhir_server.search.engine import LIVE, MAX_JOIN_IDS
 from fhir_server.search.includes import MAX_INCLUDED
@@ -77,6 +77,8 @@ def pick_values(resources: list[dict[str, Any]]) -> Picks:
                 family = normalize(str(name.get("family") or ""))
                 if len(family) >= 3:
                     prefixes[family[:3]] += 1
+    if not codes or not prefixes:
+        raise SystemExit("the selected bundles hold no LOINC-coded Observation or no named Patient: load more")
     (code, code_count), (prefix, prefix_count) = codes.most_common(1)[0], prefixes.most_common(1)[0]
     return Picks(code, code_count, prefix, prefix_count, in_2015)
 
@@ -330,6 +332,7 @@ async def paging(http: httpx.AsyncClient, db: AsyncIOMotorDatabase, shape: Shape
 async def main(args: argparse.Namespace) -> None:
     info_paths, patient_paths = bundle_files(Path(args.fixtures), args.patients)
     picks = pick_values(list(resources_of(prepare(info_paths + patient_paths))))
+    await refuse_non_empty(args.mongodb_uri)
     async with running_server(args.mongodb_uri) as srv:
         backend = "MongoDB" if args.mongodb_uri else "FerretDB v1.24 (SQLite)"
         print(

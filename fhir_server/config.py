@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     # AuditEvents are kept at least this long (12 months and more), then purged by the server.
     audit_retention_days: int = 400
+    # DUI rule: a practitioner sees only the usagers whose active CareTeam lists them (auth/policy.py).
+    care_team_required: bool = False
 
     log_level: str = "INFO"
 
@@ -86,6 +88,22 @@ class Settings(BaseSettings):
     federation_login_lifetime_seconds: int = 600
     federation_cache_seconds: int = 3600
     federation_http_timeout_seconds: float = 10.0
+
+    # Fallback end-user login when Pro Santé Connect is unavailable (auth/local_login.py): a local
+    # account (admin API /oauth/users) with a password, then a one-time code sent by e-mail.
+    local_login: bool = False
+    # After 5 consecutive wrong passwords the account is locked this long.
+    local_lockout_minutes: float = 15
+    # The login session (between the password and the code forms) ends after this much inactivity.
+    local_session_idle_minutes: float = 15
+    # The SMTP server that sends the one-time codes (STARTTLS when smtp_starttls, login when smtp_user).
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = ""
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = 10.0
 
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")

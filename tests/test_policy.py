@@ -112,3 +112,45 @@ async def test_opposition_consent(
     # The opposition is withdrawn: access comes back.
     await put(client, dict(created, status="inactive"))
     assert await visible(anon_client, outsider, "Observation", data["medical"]) == (True, True)
+
+
+@pytest.fixture
+async def team_app(ferretdb_uri: str, tmp_path):
+    from asgi_lifespan import LifespanManager
+
+    from fhir_server.app import create_app
+    from tests.conftest import make_settings, token_for
+
+    settings = make_settings(ferretdb_uri, tmp_path, care_team_required=True)
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        admin = {"Authorization": f"Bearer {token_for(settings)}"}
+        async with (
+            httpx.AsyncClient(transport=transport, base_url=TEST_BASE + "/", headers=admin) as admin_client,
+            httpx.AsyncClient(transport=transport, base_url=TEST_BASE + "/") as anon,
+        ):
+            yield admin_client, anon, settings
+
+
+async def test_care_team_rule(team_app) -> None:
+    admin, anon, settings = team_app
+    mine = (await post(admin, patient(family="Suivi"))).json()["id"]
+    other = (await post(admin, patient(family="Ailleurs"))).json()["id"]
+    obs_mine = (await post(admin, labelled(mine, NATURE, "MEDICAL", "poids"))).json()["id"]
+    obs_other = (await post(admin, labelled(other, NATURE, "MEDICAL", "poids"))).json()["id"]
+    team = {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"Patient/{mine}"},
+        "participant": [{"member": {"reference": "Practitioner/ide"}}],
+    }
+    await post(admin, team)
+    nurse = user(settings, "Practitioner/ide")
+    assert await visible(anon, nurse, "Patient", mine) == (True, True)
+    assert await visible(anon, nurse, "Observation", obs_mine) == (True, True)
+    assert await visible(anon, nurse, "Patient", other) == (False, False)
+    assert await visible(anon, nurse, "Observation", obs_other) == (False, False)
+    # Someone in no team sees no usager; the admin (system token) is not bound by teams.
+    assert await visible(anon, user(settings, "Practitioner/nobody"), "Patient", mine) == (False, False)
+    assert (await admin.get(f"Patient/{other}")).status_code == 200

@@ -7,7 +7,8 @@ Endpoints (all outside the FHIR wrapper: OAuth JSON errors, no AuditEvent):
                             Connect (practitioners) or FranceConnect (usagers), see auth/federation.py:
                             the validated request is kept as a pending authorisation and the browser
                             goes to `/oauth/login/{provider}`; with both enabled, `idp` (or
-                            `login_hint`) = `psc` | `franceconnect` chooses, default psc. The local
+                            `login_hint`) = `psc` | `franceconnect` | `local` chooses, default psc
+                            (`local`: password + e-mail code, FHIR_LOCAL_LOGIN, auth/local_login.py). The
                             test login (`user=Practitioner/ID`, only with FHIR_OAUTH_DEV_LOGIN=true)
                             takes precedence when `user` is given; with no provider and no test
                             login: 501
@@ -18,6 +19,8 @@ Endpoints (all outside the FHIR wrapper: OAuth JSON errors, no AuditEvent):
                             Bearer token with `system/*.*`)
 - `POST /oauth/launch`      (admin) creates an EHR launch id carrying patient/encounter context
 - `GET|POST /oauth/clients`, `GET|DELETE /oauth/clients/{id}`  (admin) client registration
+- `GET|POST /oauth/login/local`, `POST /oauth/users`, `GET|PATCH|DELETE /oauth/users/{login}`  the local
+                            password + e-mail code login and its (admin) accounts, see auth/local_login.py
 
 "admin" = a Bearer token (TokenVerifier) with the scope `system/*.*`.
 
@@ -112,8 +115,8 @@ SCOPES_SUPPORTED = [
 ]
 DEV_LOGIN_OFF = (
     "no end-user login is configured: enable Pro Santé Connect (FHIR_PSC_DISCOVERY_URL) and/or "
-    "FranceConnect (FHIR_FRANCECONNECT_DISCOVERY_URL); the local test login (FHIR_OAUTH_DEV_LOGIN=true) "
-    "is for tests only"
+    "FranceConnect (FHIR_FRANCECONNECT_DISCOVERY_URL), and/or the local password + e-mail code login "
+    "(FHIR_LOCAL_LOGIN=true); the test login (FHIR_OAUTH_DEV_LOGIN=true) is for tests only"
 )
 
 
@@ -655,7 +658,7 @@ async def authorize(request: Request) -> Response:
         "launch": q.get("launch"),
         "patient": q.get("patient"),
     }
-    enabled = srv.federation.providers
+    enabled = [*srv.federation.providers, *(["local"] if srv.settings.local_login else [])]
     if enabled and not (srv.settings.oauth_dev_login and "user" in q):
         wanted = q.get("idp") or q.get("login_hint")
         provider = wanted if wanted in enabled else next(iter(enabled))
@@ -989,8 +992,11 @@ async def clients_delete(request: Request) -> Response:
 
 def routes(fhir_prefix: str = "/fhir") -> list[Route]:
     """The authorisation server's routes; they must come before the FHIR `/{type}/{id}` routes."""
+    from fhir_server.auth import local_login
+
     return [
         Route(fhir_prefix + "/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
+        *local_login.routes(),  # before /oauth/login/{provider}
         Route(fhir_prefix + "/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/oauth/authorize", authorize, methods=["GET"]),
         Route("/oauth/login/{provider}", federated_login, methods=["GET"]),
