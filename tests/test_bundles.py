@@ -252,3 +252,17 @@ async def test_concurrent_readers_never_see_part_of_a_transaction(client: httpx.
     assert r.status_code == 200, r.text[:300]
     assert seen and set(seen) <= {before, before + n}, sorted(set(seen))
     assert await total(client, "Basic", code="atomic") == before + n
+
+
+async def test_conditional_create_in_transactions_and_requests_never_duplicates(client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    ident = {"system": INS, "value": "race-tx-1"}
+    cond = f"identifier={INS}|race-tx-1"
+    bundle = tx(entry("POST", "Patient", patient(identifier=[ident]), ifNoneExist=cond))
+    single = post(client, patient(identifier=[ident]), **{"If-None-Exist": cond})
+    results = await asyncio.gather(
+        *(client.post("", json=bundle) for _ in range(4)), single, *(client.post("", json=bundle) for _ in range(4))
+    )
+    assert all(r.status_code in (200, 201) for r in results), [r.text[:200] for r in results]
+    assert await total(client, "Patient", identifier=f"{INS}|race-tx-1") == 1

@@ -9,6 +9,7 @@ entry, and nothing of the transaction is ever visible.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from fhir_server.context import ID_RE, ServerContext, server
 from fhir_server.errors import FHIRError
 from fhir_server.http import fhir_response, parse_etag, prefer_return, read_resource_body, wants_pretty
 from fhir_server.interactions.body import validate_or_raise
-from fhir_server.interactions.conditional import parse_criteria
+from fhir_server.interactions.conditional import criteria_lease, parse_criteria
 from fhir_server.references import walk_references
 from fhir_server.search.engine import find_current
 from fhir_server.storage.clock import fhir_instant, now_ms
@@ -423,17 +424,33 @@ def _response_entry(ctx: ServerContext, e: Entry, minimal: bool) -> dict[str, An
     return out
 
 
+def _conditional_criteria(entries: list[Entry]) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    found: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for e in entries:
+        if e.method == "POST" and e.if_none_exist:
+            found.add((e.rtype, tuple(parse_criteria(e.if_none_exist))))
+        elif e.method in ("PUT", "PATCH", "DELETE") and e.rid is None and e.criteria:
+            found.add((e.rtype, tuple(parse_criteria(e.criteria))))
+    return found
+
+
 async def run_transaction(request: Request, ctx: ServerContext, bundle: dict[str, Any]) -> dict[str, Any]:
     entries = parse_entries(bundle, ctx.settings.max_bundle_entries)
     _check_scope(request, entries)
     ordered = sorted(entries, key=lambda e: (ORDER[e.method], e.index))
     mapping: dict[str, str] = {}
-    await _resolve_targets(ctx, ordered, mapping)
-    await _rewrite_references(ctx, ordered, mapping)
-    await _load_existing(ctx, ordered)
-    writes = _plan_writes(ctx, ordered)
-    if writes:
-        await ctx.store.tx.run(writes, now_ms())
+    async with contextlib.AsyncExitStack() as leases:
+        # Conditional entries hold the same leases as single conditional requests until the commit, so a
+        # concurrent conditional create with the same criteria cannot create a duplicate meanwhile.
+        # Taken in one global order, so two transactions never wait for each other in a cycle.
+        for rtype, criteria in sorted(_conditional_criteria(ordered)):
+            await leases.enter_async_context(criteria_lease(ctx, rtype, list(criteria)))
+        await _resolve_targets(ctx, ordered, mapping)
+        await _rewrite_references(ctx, ordered, mapping)
+        await _load_existing(ctx, ordered)
+        writes = _plan_writes(ctx, ordered)
+        if writes:
+            await ctx.store.tx.run(writes, now_ms())
     minimal = prefer_return(request) != "representation"
     results: dict[int, dict[str, Any]] = {}
     for e in ordered:
