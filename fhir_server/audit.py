@@ -119,7 +119,7 @@ async def record(ctx: ServerContext, request: Request, interaction: str, respons
     location = response.headers.get("location")
     if location and "entity" in event:
         event["entity"][0]["what"] = {"reference": "/".join(location.split("/")[-4:-2])}
-    await ctx.store.create("AuditEvent", event)
+    await ctx.store.create_immutable("AuditEvent", event)
 
 
 async def record_login(
@@ -155,7 +155,7 @@ async def record_login(
     }
     if not client_id:
         del event["agent"][0]["altId"]
-    await ctx.store.create("AuditEvent", event)
+    await ctx.store.create_immutable("AuditEvent", event)
 
 
 async def purge_expired(ctx: ServerContext) -> int:

@@ -266,3 +266,17 @@ async def test_conditional_create_in_transactions_and_requests_never_duplicates(
     )
     assert all(r.status_code in (200, 201) for r in results), [r.text[:200] for r in results]
     assert await total(client, "Patient", identifier=f"{INS}|race-tx-1") == 1
+
+
+async def test_bundle_entries_beyond_scope_are_refused(anon_client: httpx.AsyncClient, settings) -> None:
+    from tests.conftest import token_for
+
+    obs_only = {"Authorization": f"Bearer {token_for(settings, 'system/Observation.cruds')}"}
+    bundle = tx(entry("POST", "Observation", obs("Patient/x")), entry("POST", "Patient", patient(family="Hors-scope")))
+    r = await anon_client.post("", json=bundle, headers=obs_only)
+    assert r.status_code == 403
+    assert "Bundle.entry[1]" in outcome_of(r)["issue"][0]["diagnostics"]
+    batch = tx(entry("POST", "Observation", obs("Patient/x")), entry("GET", "Patient?family=x"), kind="batch")
+    r = await anon_client.post("", json=batch, headers=obs_only)
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses[0].startswith("201") and statuses[1].startswith("403")

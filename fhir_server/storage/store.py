@@ -117,6 +117,28 @@ class ResourceStore:
         # A fresh UUID cannot exist yet: skip the read (the unique history _id still guards it).
         return await self.write(resource_type, rid or new_id(), resource, require_new=True, fresh=rid is None)
 
+    async def create_immutable(self, resource_type: str, resource: dict[str, Any]) -> StoredVersion:
+        """Create a resource that will never have a second version (AuditEvent): its one history
+        version and its current document are written concurrently, as a fresh id cannot race."""
+        rid, lu = new_id(), now_ms()
+        stored = stamp(resource, rid, 1, lu)
+        history_doc = {
+            "_id": history_id(resource_type, rid, 1),
+            "t": resource_type,
+            "id": rid,
+            "v": 1,
+            "lu": lu,
+            "op": "create",
+            "res": stored,
+        }
+        current = {"_id": rid, "v": 1, "lu": lu, "res": stored, "i": self.index_fn(stored)}
+        await self.database.ensure_type_indexes(resource_type)
+        await asyncio.gather(
+            self.database.history.insert_one(history_doc),
+            self.database.resources(resource_type).insert_one(current),
+        )
+        return StoredVersion(resource_type, rid, 1, lu, stored, created=True)
+
     async def delete(self, resource_type: str, rid: str, *, if_match: int | None = None) -> StoredVersion | None:
         """Write a deletion (tombstone) version; None when there is nothing to delete."""
         try:
