@@ -71,7 +71,7 @@ async def running_server(
                             break
                     except httpx.TransportError:
                         await asyncio.sleep(0.1)
-            token = mint_token(data_dir, issuer="fhir-server", audience=base, scope="system/*.*", lifetime=36000)
+            token = mint_token(data_dir, issuer=base, audience=base, scope="system/*.*", lifetime=36000)
             yield Running(uri, base, token, data_dir)
         finally:
             proc.terminate()

@@ -211,7 +211,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         store = ResourceStore(opened.database, index_function(registry, base_url))
         app.state.server = ServerContext(settings, opened.database, store, registry, base_url)
         app.state.verifier = (
-            TokenVerifier(settings.data_dir, settings.token_issuer, base_url) if settings.auth_enabled else None
+            TokenVerifier(settings.data_dir, settings.resolved_token_issuer(), base_url)
+            if settings.auth_enabled
+            else None
         )
         log.info("fhir-server ready", extra={"base_url": base_url, "embedded_db": opened.embedded is not None})
         jobs = JobQueue(opened.database)

@@ -83,7 +83,7 @@ def token(args: argparse.Namespace) -> int:
         extra["patient"] = args.patient
     access = mint_token(
         settings.data_dir,
-        issuer=settings.token_issuer,
+        issuer=settings.resolved_token_issuer(),
         audience=settings.resolved_base_url(),
         scope=args.scope,
         lifetime=lifetime,

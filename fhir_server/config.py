@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     # Authorisation. The full SMART authorisation server comes with the security issue; until then
     # tokens minted by `fhir-server token` are HS256 JWTs signed with a key kept in the data dir.
     auth_enabled: bool = True
-    token_issuer: str = "fhir-server"
+    # `iss` of the tokens we issue and require; default: the FHIR base URL, which is also where OpenID
+    # Connect clients find /.well-known/openid-configuration.
+    token_issuer: str | None = None
     token_lifetime_seconds: int = 3600
 
     # Background jobs (Bulk Data export) run on every instance unless turned off here.
@@ -107,6 +109,9 @@ class Settings(BaseSettings):
 
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+
+    def resolved_token_issuer(self) -> str:
+        return (self.token_issuer or self.resolved_base_url()).rstrip("/")
 
     def resolved_ferretdb_bin(self) -> Path:
         return self.ferretdb_bin or REPO_ROOT / ".bin" / "ferretdb-embedded"

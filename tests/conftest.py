@@ -44,7 +44,9 @@ def make_settings(uri: str, data_dir: Path, **overrides: object) -> Settings:
 
 
 def token_for(settings: Settings, scope: str = "system/*.*") -> str:
-    return mint_token(settings.data_dir, issuer=settings.token_issuer, audience=TEST_BASE, scope=scope, lifetime=3600)
+    return mint_token(
+        settings.data_dir, issuer=settings.resolved_token_issuer(), audience=TEST_BASE, scope=scope, lifetime=3600
+    )
 
 
 @pytest.fixture(scope="module")

@@ -344,7 +344,7 @@ async def test_revocation(oauth: httpx.AsyncClient, registered: dict, app: objec
 
 
 def _with_token(app: object, token: str) -> SimpleNamespace:
-    access = TokenVerifier(app.state.server.settings.data_dir, "fhir-server", TEST_BASE).verify(token)  # type: ignore[attr-defined]
+    access = TokenVerifier(app.state.server.settings.data_dir, TEST_BASE, TEST_BASE).verify(token)  # type: ignore[attr-defined]
     return SimpleNamespace(app=app, state=SimpleNamespace(access=access))
 
 
@@ -458,3 +458,13 @@ async def test_logins_are_audited(oauth: httpx.AsyncClient, client: httpx.AsyncC
     assert [e["outcome"] for e in events] == ["4", "0"]
     assert all("private_key_jwt" in e["outcomeDesc"] for e in events)
     assert events[1]["agent"][0]["who"]["identifier"]["value"] == "bi-rs384"
+
+
+async def test_openid_discovery_matches_tokens(anon_client: httpx.AsyncClient, settings: Settings) -> None:
+    from tests.conftest import token_for
+
+    oidc = (await anon_client.get(".well-known/openid-configuration")).json()
+    assert oidc["issuer"] == TEST_BASE
+    assert jwt_claims(token_for(settings))["iss"] == oidc["issuer"]
+    smart = (await anon_client.get(".well-known/smart-configuration")).json()
+    assert smart["issuer"] == oidc["issuer"] and smart["jwks_uri"] == oidc["jwks_uri"]

@@ -13,7 +13,7 @@ from tests.helpers import FHIR_JSON, patient, post
 def patient_token(settings, pid: str, scope: str = "patient/*.read patient/Observation.cruds") -> dict[str, str]:
     token = mint_token(
         settings.data_dir,
-        issuer=settings.token_issuer,
+        issuer=settings.resolved_token_issuer(),
         audience=TEST_BASE,
         scope=scope,
         lifetime=600,
@@ -85,7 +85,11 @@ async def test_writes_are_confined(anon_client: httpx.AsyncClient, settings, two
     assert (await anon_client.post("Patient", json=patient(), headers=h)).status_code == 403
     # A patient scope without a launch patient grants nothing.
     bare = mint_token(
-        settings.data_dir, issuer=settings.token_issuer, audience=TEST_BASE, scope="patient/*.read", lifetime=600
+        settings.data_dir,
+        issuer=settings.resolved_token_issuer(),
+        audience=TEST_BASE,
+        scope="patient/*.read",
+        lifetime=600,
     )
     r = await anon_client.get("Observation", headers={"Authorization": f"Bearer {bare}"})
     assert r.status_code == 403

@@ -16,7 +16,7 @@ NATURE = "https://fhir-server.esante.fr/CodeSystem/nature-information"
 def user(settings, who: str, **claims: object) -> dict[str, str]:
     token = mint_token(
         settings.data_dir,
-        issuer=settings.token_issuer,
+        issuer=settings.resolved_token_issuer(),
         audience=TEST_BASE,
         scope="user/*.rs",
         lifetime=600,

@@ -21,7 +21,7 @@ def _b64(data: dict) -> str:
 def _claims(**overrides: object) -> dict:
     now = int(time.time())
     claims = {
-        "iss": "fhir-server",
+        "iss": TEST_BASE,
         "aud": TEST_BASE,
         "sub": "tester",
         "client_id": "tester",

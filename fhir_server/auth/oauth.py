@@ -186,7 +186,7 @@ class AuthServer:
         self.codes = db[CODES]
         self.tokens = db[TOKENS]
         self.fhir_base = ctx.base_url.rstrip("/")
-        self.verifier = TokenVerifier(ctx.settings.data_dir, ctx.settings.token_issuer, self.fhir_base)
+        self.verifier = TokenVerifier(ctx.settings.data_dir, ctx.settings.resolved_token_issuer(), self.fhir_base)
         base = ctx.settings.oauth_base_url
         if not base:
             base = self.fhir_base[: -len("/fhir")] if self.fhir_base.endswith("/fhir") else self.fhir_base
@@ -200,7 +200,7 @@ class AuthServer:
     def smart_configuration(self) -> dict[str, Any]:
         o = self.oauth_base
         return {
-            "issuer": self.settings.token_issuer,
+            "issuer": self.settings.resolved_token_issuer(),
             "jwks_uri": self.fhir_base + "/.well-known/jwks.json",
             "authorization_endpoint": o + "/oauth/authorize",
             "token_endpoint": self.token_endpoint,
@@ -229,6 +229,24 @@ class AuthServer:
             "code_challenge_methods_supported": ["S256"],
             "introspection_endpoint": o + "/oauth/introspect",
             "revocation_endpoint": o + "/oauth/revoke",
+        }
+
+    def openid_configuration(self) -> dict[str, Any]:
+        """OpenID Connect discovery, at {issuer}/.well-known/openid-configuration (the issuer is the FHIR base)."""
+        smart = self.smart_configuration()
+        return {
+            "issuer": smart["issuer"],
+            "authorization_endpoint": smart["authorization_endpoint"],
+            "token_endpoint": smart["token_endpoint"],
+            "jwks_uri": smart["jwks_uri"],
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": smart["scopes_supported"],
+            "token_endpoint_auth_methods_supported": smart["token_endpoint_auth_methods_supported"],
+            "code_challenge_methods_supported": ["S256"],
+            "grant_types_supported": smart["grant_types_supported"],
+            "claims_supported": ["sub", "fhirUser", "iss", "aud", "exp", "iat", "nonce"],
         }
 
     # -- housekeeping --
@@ -323,7 +341,7 @@ class AuthServer:
         scope = " ".join(scopes)
         access = mint_token(
             self.settings.data_dir,
-            issuer=self.settings.token_issuer,
+            issuer=self.settings.resolved_token_issuer(),
             audience=self.fhir_base,
             scope=scope,
             lifetime=lifetime,
@@ -343,7 +361,7 @@ class AuthServer:
                 id_extra["fhirUser"] = f"{self.fhir_base}/{user}"
             body["id_token"] = mint_token(
                 self.settings.data_dir,
-                issuer=self.settings.token_issuer,
+                issuer=self.settings.resolved_token_issuer(),
                 audience=client.client_id,
                 scope="openid",
                 lifetime=lifetime,
@@ -551,6 +569,14 @@ async def smart_configuration(request: Request) -> Response:
     except OAuthError as exc:
         return _error(exc)
     return JSONResponse(srv.smart_configuration(), headers={"Cache-Control": "public, max-age=3600"})
+
+
+async def openid_configuration(request: Request) -> Response:
+    try:
+        srv = auth_server(request)
+    except OAuthError as exc:
+        return _error(exc)
+    return JSONResponse(srv.openid_configuration(), headers={"Cache-Control": "public, max-age=3600"})
 
 
 async def jwks(request: Request) -> Response:
@@ -996,6 +1022,7 @@ def routes(fhir_prefix: str = "/fhir") -> list[Route]:
 
     return [
         Route(fhir_prefix + "/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
+        Route(fhir_prefix + "/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
         *local_login.routes(),  # before /oauth/login/{provider}
         Route(fhir_prefix + "/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/oauth/authorize", authorize, methods=["GET"]),
