@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY fhir_server ./fhir_server
 COPY profiles ./profiles
+COPY mappings ./mappings
 RUN pip install --no-cache-dir -e . && useradd --system --home /var/lib/fhir fhir \
     && mkdir -p /var/lib/fhir && chown fhir /var/lib/fhir
 USER fhir

@@ -222,9 +222,18 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         background = [asyncio.create_task(_maintenance(app.state.server))]
         if settings.jobs_enabled:
             background.append(asyncio.create_task(jobs.loop()))
+        mllp = None
         try:
+            if settings.mllp_port:
+                from fhir_server.mllp import MLLPServer
+
+                mllp = MLLPServer(app.state.server, settings.mllp_host or settings.host, settings.mllp_port)
+                await mllp.start()
+            app.state.mllp = mllp
             yield
         finally:
+            if mllp is not None:
+                await mllp.stop()
             for task in background:
                 task.cancel()
             for task in background:

@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_timeout_seconds: float = 10.0
 
+    # HL7 v2 over MLLP (fhir_server/mllp.py, mappings/hl7v2/): the listener's port; 0 = off.
+    mllp_port: int = 0
+    # Its address; default: `host`.
+    mllp_host: str | None = None
+    mllp_max_message_bytes: int = 16 * 1024 * 1024
+    # FHIR identifier system per HL7 v2 assigning authority (namespace id or universal id), for the
+    # authorities that carry no OID, e.g. {"CHU-X": "urn:oid:1.2.250.1.71.4.2.2.000897406"}.
+    hl7v2_identifier_systems: dict[str, str] = {}
+    # Time zone of HL7 v2 timestamps sent without an offset.
+    hl7v2_timezone: str = "Europe/Paris"
+
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
 
