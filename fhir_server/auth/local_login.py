@@ -539,7 +539,7 @@ async def _code_step(request: Request, srv: AuthServer, session: dict[str, Any],
     try:
         client = await srv.clients.get(client_id)
     except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
+        return _error(exc)
     if client is None or pending["redirect_uri"] not in client.redirect_uris:
         await _audit(request, client_id, "local-otp", False, "the client is no longer registered")
         return ended(srv, "L'application n'est plus enregistrée.")

@@ -133,7 +133,10 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return JSONResponse(body, status_code=status, headers={**_NO_STORE, **(headers or {})})
 
 
-def _error(exc: OAuthError) -> JSONResponse:
+def _error(exc: OAuthError | ClientError) -> JSONResponse:
+    """The RFC 6749 error answer; a client-registry failure is the server's (500)."""
+    if isinstance(exc, ClientError):
+        exc = OAuthError("server_error", str(exc), 500)
     return _json({"error": exc.error, "error_description": exc.description}, exc.status, exc.headers)
 
 
@@ -631,10 +634,8 @@ async def _token(request: Request, form: dict[str, str]) -> Response:
             body = await srv.authorization_code(client, form)
         else:
             body = await srv.refresh(client, form)
-    except OAuthError as exc:
+    except (OAuthError, ClientError) as exc:
         return _error(exc)
-    except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
     return _json(body)
 
 
@@ -655,8 +656,7 @@ async def authorize(request: Request) -> Response:
         if redirect_uri not in client.redirect_uris:
             raise OAuthError("invalid_request", "redirect_uri does not match a registered redirect URI exactly")
     except (OAuthError, ClientError) as exc:
-        err = exc if isinstance(exc, OAuthError) else OAuthError("server_error", str(exc), 500)
-        return _error(err)  # never redirect to an unverified URI
+        return _error(exc)  # never redirect to an unverified URI
     state = q.get("state")
 
     def fail(error: str, description: str) -> Response:
@@ -823,7 +823,7 @@ async def federated_callback(request: Request) -> Response:
     try:
         client = await srv.clients.get(client_id)
     except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
+        return _error(exc)
     if client is None or doc["redirect_uri"] not in client.redirect_uris:
         await _audit_federated(request, client_id, name, False, "the client is no longer registered")
         return _error(OAuthError("invalid_request", "the client is no longer registered"))
@@ -870,10 +870,8 @@ async def revoke(request: Request) -> Response:
                     )
                 except DuplicateKeyError:
                     pass
-    except OAuthError as exc:
+    except (OAuthError, ClientError) as exc:
         return _error(exc)
-    except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
     return Response(status_code=200, headers=_NO_STORE)
 
 
@@ -913,10 +911,8 @@ async def introspect(request: Request) -> Response:
             if name in claims:
                 body[name] = claims[name]
         return _json(body)
-    except OAuthError as exc:
+    except (OAuthError, ClientError) as exc:
         return _error(exc)
-    except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
 
 
 async def create_launch(request: Request) -> Response:
@@ -955,10 +951,8 @@ async def clients_list(request: Request) -> Response:
         srv = auth_server(request)
         await _admin(request, srv)
         return _json([c.describe() for c in await srv.clients.all()])
-    except OAuthError as exc:
+    except (OAuthError, ClientError) as exc:
         return _error(exc)
-    except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
 
 
 async def clients_create(request: Request) -> Response:
@@ -993,10 +987,8 @@ async def clients_read(request: Request) -> Response:
         srv = auth_server(request)
         await _admin(request, srv)
         client = await srv.clients.get(request.path_params["client_id"])
-    except OAuthError as exc:
+    except (OAuthError, ClientError) as exc:
         return _error(exc)
-    except ClientError as exc:
-        return _error(OAuthError("server_error", str(exc), 500))
     if client is None:
         return _error(OAuthError("not_found", "no such client", 404))
     return _json(client.describe())
