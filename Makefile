@@ -5,6 +5,7 @@ VENV := .venv
 BIN := .bin
 FERRETDB := $(BIN)/ferretdb-embedded
 STAMP := $(VENV)/.installed
+SYSTEM := $(BIN)/.system-packages
 
 .PHONY: run test setup lint bench clean
 
@@ -14,7 +15,12 @@ run: setup
 test: setup
 	$(VENV)/bin/pytest -q
 
-setup: $(STAMP) $(FERRETDB)
+setup: $(STAMP) $(FERRETDB) $(SYSTEM)
+
+# DCMTK, dicom3tools, Orthanc (+ DICOMweb plugin) and Chromium: the real peers of the imaging tests.
+$(SYSTEM): tools/setup-system.sh
+	./tools/setup-system.sh
+	mkdir -p $(BIN) && touch $@
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
