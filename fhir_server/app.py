@@ -35,6 +35,7 @@ from fhir_server.logs import RequestLogMiddleware
 from fhir_server.operations import everything, export
 from fhir_server.search.indexing import index_function
 from fhir_server.search.registry import load_registry
+from fhir_server.storage.blobs import FileBlobStore
 from fhir_server.storage.clock import now_ms
 from fhir_server.storage.store import ResourceStore
 
@@ -209,7 +210,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         registry = load_registry()
         base_url = settings.resolved_base_url()
         store = ResourceStore(opened.database, index_function(registry, base_url))
-        app.state.server = ServerContext(settings, opened.database, store, registry, base_url)
+        blobs = FileBlobStore(settings.data_dir / "blobs")
+        app.state.server = ServerContext(settings, opened.database, store, registry, base_url, blobs)
         app.state.verifier = (
             TokenVerifier(settings.data_dir, settings.resolved_token_issuer(), base_url)
             if settings.auth_enabled

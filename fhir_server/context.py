@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -13,6 +13,7 @@ from fhir_server.errors import FHIRError
 if TYPE_CHECKING:
     from fhir_server.config import Settings
     from fhir_server.search.registry import Registry
+    from fhir_server.storage.blobs import FileBlobStore
     from fhir_server.storage.database import Database
     from fhir_server.storage.store import ResourceStore
 
@@ -26,6 +27,10 @@ class ServerContext:
     store: ResourceStore
     registry: Registry
     base_url: str
+    # Large payloads (Binary content, DICOM instances): storage/blobs.py.
+    blobs: FileBlobStore | None = None
+    # The imaging store (dicomweb/), when started.
+    dicom: Any = None
 
 
 def server(request: Request) -> ServerContext:
