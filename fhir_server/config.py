@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     token_issuer: str | None = None
     token_lifetime_seconds: int = 3600
 
+    # A token or grant revoked on another instance is refused here within this many seconds (each
+    # instance looks for new revocations at most this often; 0 = a database lookup on every request).
+    revocation_check_seconds: float = 2.0
     # Background jobs (Bulk Data export) run on every instance unless turned off here.
     jobs_enabled: bool = True
     export_retention_hours: float = 24.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -434,8 +435,12 @@ async def test_revoked_token_is_refused_by_fhir_endpoints(anon_client: httpx.Asy
     headers = {"Authorization": f"Bearer {token}"}
     assert (await anon_client.get("Patient", headers=headers)).status_code == 200
     claims = jwt_claims(token)
-    await app.state.server.database.db[TOKENS].insert_one({"_id": f"revoked:{claims['jti']}"})
-    r = await anon_client.get("Patient", headers=headers)
+    # As another instance records a revocation: this one sees it at its next look (FHIR_REVOCATION_CHECK_SECONDS).
+    revocation = {"_id": f"revoked:{claims['jti']}", "exp": claims["exp"] + 60, "at": int(time.time() * 1000)}
+    await app.state.server.database.db[TOKENS].insert_one(revocation)
+    deadline = time.monotonic() + 30 * settings.revocation_check_seconds
+    while (r := await anon_client.get("Patient", headers=headers)).status_code == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     assert r.status_code == 401
     assert "invalid_token" in r.headers["www-authenticate"]
 

@@ -78,6 +78,7 @@ from starlette.routing import Route
 from fhir_server.auth.clients import Client, ClientError, ClientRegistry, parse_client
 from fhir_server.auth.federation import Federation, FederationError, pkce_pair
 from fhir_server.auth.jwks import AssertionRejected, server_jwks, unverified_claims, verify_client_assertion
+from fhir_server.auth.revocation import RevocationCache
 from fhir_server.auth.scopes import V1
 from fhir_server.auth.tokens import AccessToken, InvalidToken, TokenVerifier, mint_token
 from fhir_server.context import ID_RE, ServerContext
@@ -188,6 +189,7 @@ class AuthServer:
         self.clients = ClientRegistry(db[CLIENTS], ctx.settings.oauth_clients_file)
         self.codes = db[CODES]
         self.tokens = db[TOKENS]
+        self.revocations = RevocationCache(self.tokens, ctx.settings.revocation_check_seconds)
         self.fhir_base = ctx.base_url.rstrip("/")
         self.verifier = TokenVerifier(ctx.settings.data_dir, ctx.settings.resolved_token_issuer(), self.fhir_base)
         base = ctx.settings.oauth_base_url
@@ -392,13 +394,11 @@ class AuthServer:
 
     async def revoke_grant(self, grant: str) -> None:
         lifetime = self.settings.oauth_refresh_lifetime_seconds + self.settings.token_lifetime_seconds
-        try:
-            await self.tokens.insert_one({"_id": "grant:" + grant, "exp": _now() + lifetime})
-        except DuplicateKeyError:
-            pass
+        await self.revocations.revoke("grant:" + grant, _now() + lifetime)
 
-    async def is_revoked(self, claims: dict[str, Any]) -> bool:
-        return await is_revoked(self.tokens, claims)
+    async def is_revoked(self, claims: dict[str, Any], *, strict: bool = False) -> bool:
+        """`strict` asks the database itself: refresh grants and introspection must not use a stale view."""
+        return await self.revocations.is_revoked(claims, strict=strict)
 
     # -- grants --
 
@@ -447,7 +447,7 @@ class AuthServer:
             raise OAuthError("invalid_grant", "unknown, used or revoked refresh token")
         if doc["client_id"] != client.client_id:
             raise OAuthError("invalid_grant", "the refresh token was issued to another client")
-        if doc["exp"] < _now() or await self.is_revoked({"grant": doc["grant"]}):
+        if doc["exp"] < _now() or await self.is_revoked({"grant": doc["grant"]}, strict=True):
             raise OAuthError("invalid_grant", "the refresh token has expired or was revoked")
         scopes = doc["scope"].split()
         if form.get("scope"):
@@ -480,18 +480,18 @@ def auth_server(request: Request) -> AuthServer:
     if srv is None or srv.ctx is not ctx:
         srv = AuthServer(ctx)
         state.oauth_server = srv
+        state.revocations = srv.revocations
     return srv
 
 
-async def is_revoked(tokens: Any, claims: dict[str, Any]) -> bool:
-    ids = []
-    if claims.get("jti"):
-        ids.append(f"revoked:{claims['jti']}")
-    if claims.get("grant"):
-        ids.append(f"grant:{claims['grant']}")
-    if not ids:
-        return False
-    return await tokens.find_one({"_id": {"$in": ids}}) is not None
+def revocations(state: Any) -> RevocationCache:
+    """The instance's revocation cache, shared with its AuthServer (tokens revoked here apply at once)."""
+    ctx = state.server
+    cache: RevocationCache | None = getattr(state, "revocations", None)
+    if cache is None or cache.tokens.database is not ctx.database.db:
+        cache = RevocationCache(ctx.database.db[TOKENS], ctx.settings.revocation_check_seconds)
+        state.revocations = cache
+    return cache
 
 
 async def check_revoked(request: Request) -> None:
@@ -502,8 +502,7 @@ async def check_revoked(request: Request) -> None:
     access: AccessToken | None = getattr(request.state, "access", None)
     if access is None:
         return
-    tokens = request.app.state.server.database.db[TOKENS]
-    if await is_revoked(tokens, access.claims):
+    if await revocations(request.app.state).is_revoked(access.claims):
         raise FHIRError(
             401,
             "invalid access token: revoked",
@@ -864,12 +863,7 @@ async def revoke(request: Request) -> Response:
             except InvalidToken:
                 access = None  # invalid or expired: nothing to revoke
             if access is not None and access.client_id == client.client_id and access.claims.get("jti"):
-                try:
-                    await srv.tokens.insert_one(
-                        {"_id": f"revoked:{access.claims['jti']}", "exp": int(access.claims["exp"]) + 60}
-                    )
-                except DuplicateKeyError:
-                    pass
+                await srv.revocations.revoke(f"revoked:{access.claims['jti']}", int(access.claims["exp"]) + 60)
     except (OAuthError, ClientError) as exc:
         return _error(exc)
     return Response(status_code=200, headers=_NO_STORE)
@@ -889,7 +883,7 @@ async def introspect(request: Request) -> Response:
         inactive = {"active": False}
         doc = await srv.tokens.find_one({"_id": "rt:" + _hash(value)})
         if doc is not None:
-            if doc.get("used") or doc["exp"] < _now() or await srv.is_revoked({"grant": doc["grant"]}):
+            if doc.get("used") or doc["exp"] < _now() or await srv.is_revoked({"grant": doc["grant"]}, strict=True):
                 return _json(inactive)
             body = {
                 "active": True,
@@ -903,7 +897,7 @@ async def introspect(request: Request) -> Response:
             access = srv.verifier.verify(value)
         except InvalidToken:
             return _json(inactive)
-        if await srv.is_revoked(access.claims):
+        if await srv.is_revoked(access.claims, strict=True):
             return _json(inactive)
         claims = access.claims
         body = {"active": True, "token_type": "Bearer", "client_id": access.client_id, "scope": " ".join(access.scopes)}

@@ -71,6 +71,8 @@ class Database:
         await self._create_indexes(
             self.db["jobs"], [IndexModel([("state", ASCENDING), ("created", ASCENDING)], name="state_created")]
         )
+        # Each instance fetches the token revocations recorded since its last look (auth/revocation.py).
+        await self._create_indexes(self.db["oauth_tokens"], [IndexModel([("at", ASCENDING)], name="at")])
 
     async def ensure_type_indexes(self, resource_type: str) -> None:
         """Create a type collection's indexes the first time the type is written (idempotent)."""
