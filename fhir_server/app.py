@@ -98,6 +98,7 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
             await check_revoked(request)
             _rate_limit(request)
             _refuse_audit_changes(request, action)
+            await audit.before_read(request.app.state.server, request, fn.__name__)
             response = await fn(request)
         except FHIRError as exc:
             response = outcome_response(exc, wants_pretty(request))
@@ -222,6 +223,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         jobs.runners["export"] = partial(run_export, app.state.server)
         app.state.jobs = jobs
         background = [asyncio.create_task(_maintenance(app.state.server))]
+        if settings.audit_enabled:
+            app.state.server.audit = audit.AuditTrail(app.state.server)
+            background.append(asyncio.create_task(app.state.server.audit.loop()))
         if settings.jobs_enabled:
             background.append(asyncio.create_task(jobs.loop()))
         mllp = None
@@ -241,6 +245,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if app.state.server.audit is not None:
+                with contextlib.suppress(Exception):  # what stays queued is written by the next drain
+                    await app.state.server.audit.drain()
             if own:
                 await opened.close()
 

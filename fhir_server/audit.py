@@ -1,22 +1,32 @@
 """The audit trail: one FHIR AuditEvent per interaction, refusal and failed authentication (IHE BALP style).
 
-Written before the response leaves (`fhir_endpoint` awaits it), through the same versioned store as
-any resource, so AuditEvents are searchable with an AuditEvent scope. They cannot be updated or
-deleted through the API (405, `app.py`). Query strings go into `entity.query` (base64, as BALP asks),
-never into the logs.
+Durable before the response leaves: `fhir_endpoint` awaits one insert of the finished AuditEvent (id
+and meta already stamped) into the `audit_queue` collection. `AuditTrail` then writes queued events as
+ordinary resources (the `AuditEvent` collection with their search index, and `history`) in batches in
+the background, and every request that may read AuditEvents (their type, system-level search and
+history, `$everything`, exports) first drains the queue, so a reader always sees the events of the
+requests that answered before it. Materialising is idempotent (fixed ids; a duplicate key means
+"already written"), so two instances draining together, or a crash between the writes and the
+queue removal, lose nothing and duplicate nothing. AuditEvents are searchable with an AuditEvent
+scope and cannot be updated or deleted through the API (405, `app.py`). Query strings go into
+`entity.query` (base64, as BALP asks), never into the logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from typing import Any
 
+from pymongo.errors import BulkWriteError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.context import ServerContext
 from fhir_server.storage.clock import fhir_instant, now_ms
+from fhir_server.storage.store import history_id, new_id, stamp
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +129,15 @@ async def record(ctx: ServerContext, request: Request, interaction: str, respons
     location = response.headers.get("location")
     if location and "entity" in event:
         event["entity"][0]["what"] = {"reference": "/".join(location.split("/")[-4:-2])}
-    await ctx.store.create_immutable("AuditEvent", event)
+    await write(ctx, event)
+
+
+async def write(ctx: ServerContext, event: dict[str, Any]) -> None:
+    """Make one AuditEvent durable: queued when the server runs its AuditTrail, else written at once."""
+    if ctx.audit is not None:
+        await ctx.audit.append(event)
+    else:
+        await ctx.store.create_immutable("AuditEvent", event)
 
 
 async def record_login(
@@ -155,7 +173,84 @@ async def record_login(
     }
     if not client_id:
         del event["agent"][0]["altId"]
-    await ctx.store.create_immutable("AuditEvent", event)
+    await write(ctx, event)
+
+
+QUEUE = "audit_queue"
+# Routes that may return AuditEvents without naming the type in their path.
+READS_ANY_TYPE = {"search_system", "system_history", "everything", "export_system", "export_patients", "export_group"}
+
+
+class AuditTrail:
+    """The queue in front of the AuditEvent collection (see the module docstring)."""
+
+    def __init__(self, ctx: ServerContext, batch: int = 500, delay: float = 0.2) -> None:
+        self.ctx = ctx
+        self.queue = ctx.database.db[QUEUE]
+        self.batch = batch
+        self.delay = delay  # lets a burst of requests share one batch
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def append(self, event: dict[str, Any]) -> None:
+        lu = now_ms()
+        rid = new_id()
+        await self.queue.insert_one({"_id": rid, "lu": lu, "res": stamp(event, rid, 1, lu)})
+        self._wake.set()
+
+    async def drain(self) -> int:
+        """Materialise every queued event; returns how many this call wrote."""
+        written = 0
+        async with self._lock:
+            while docs := await self.queue.find({}, limit=self.batch).to_list(None):
+                await self._materialise(docs)
+                await self.queue.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+                written += len(docs)
+        return written
+
+    async def _materialise(self, docs: list[dict[str, Any]]) -> None:
+        store = self.ctx.store
+        await store.database.ensure_type_indexes("AuditEvent")
+        history = [
+            {"_id": history_id("AuditEvent", d["_id"], 1), "t": "AuditEvent", "id": d["_id"], "v": 1, "lu": d["lu"]}
+            | {"op": "create", "res": d["res"]}
+            for d in docs
+        ]
+        current = [
+            {"_id": d["_id"], "v": 1, "lu": d["lu"], "res": d["res"], "i": store.index_fn(d["res"])} for d in docs
+        ]
+        await asyncio.gather(
+            _insert_new(store.database.history, history), _insert_new(store.database.resources("AuditEvent"), current)
+        )
+
+    async def loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=5.0)  # 5 s: events queued by other instances
+            self._wake.clear()
+            await asyncio.sleep(self.delay)
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("audit queue drain failed; retrying")
+                await asyncio.sleep(1.0)
+
+
+async def _insert_new(collection: Any, docs: list[dict[str, Any]]) -> None:
+    """Insert, treating documents already present (an earlier, interrupted drain) as written."""
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise
+
+
+async def before_read(ctx: ServerContext, request: Request, interaction: str) -> None:
+    """Drain the queue before a request that may read AuditEvents."""
+    if ctx.audit is None:
+        return
+    if request.path_params.get("type") == "AuditEvent" or interaction in READS_ANY_TYPE:
+        await ctx.audit.drain()
 
 
 async def purge_expired(ctx: ServerContext) -> int:

@@ -31,6 +31,8 @@ class ServerContext:
     blobs: FileBlobStore | None = None
     # The imaging store (dicomweb/), when started.
     dicom: Any = None
+    # The audit queue (audit.AuditTrail), when the server runs one.
+    audit: Any = None
 
 
 def server(request: Request) -> ServerContext:
