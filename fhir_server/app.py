@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fhir_server import audit
+from fhir_server.auth import scope_queries
 from fhir_server.auth.oauth import check_revoked
 from fhir_server.auth.scopes import allows
 from fhir_server.auth.tokens import InvalidToken, TokenVerifier
@@ -44,7 +45,7 @@ FHIR_PREFIX = "/fhir"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _authorize(request: Request, action: str | None) -> None:
+def _authorize(request: Request, action: str | None, interaction: str = "") -> None:
     verifier: TokenVerifier | None = request.app.state.verifier
     if action is None or verifier is None:
         return
@@ -86,6 +87,17 @@ def _authorize(request: Request, action: str | None) -> None:
     raise FHIRError(
         403, f"the token's scopes do not allow this interaction on {rtype or 'the system'}", code="forbidden"
     )
+    if interaction in scope_queries.SERVED and rtype:
+        # SMART v2 fine-grained scopes (`…?category=…`): only what their search parameters match.
+        if queries := scope_queries.granting_queries(access.scopes, rtype, action, context="user"):
+            scope_queries.set_queries(request, queries)
+            return
+        if access.patient and (
+            queries := scope_queries.granting_queries(access.scopes, rtype, action, context="patient")
+        ):
+            request.state.patient = access.patient
+            scope_queries.set_queries(request, queries)
+            return
 
 
 def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
@@ -94,7 +106,7 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
     async def wrapped(request: Request) -> Response:
         try:
             check_format(request)
-            _authorize(request, action)
+            _authorize(request, action, fn.__name__)
             await check_revoked(request)
             _rate_limit(request)
             _refuse_audit_changes(request, action)

@@ -57,7 +57,7 @@ async def settings(ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=120, shutdown_timeout=60):
         yield application
 
 

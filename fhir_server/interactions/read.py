@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from fhir_server.auth.patient_context import check_visible
 from fhir_server.auth.policy import check_readable
+from fhir_server.auth.scope_queries import check_matches
 from fhir_server.context import ServerContext, resource_id_of, resource_type_of, server
 from fhir_server.http import fhir_response, parse_etag, parse_http_date, version_headers, wants_pretty
 from fhir_server.storage.store import StoredVersion
@@ -37,6 +38,7 @@ def _etag_version(tag: str) -> int | None:
 async def respond_with_version(request: Request, ctx: ServerContext, version: StoredVersion) -> Response:
     """A read or vread answer: access checks, then 304 or the resource with its versioning headers."""
     check_visible(ctx, request, version.resource_type, version.resource)
+    await check_matches(ctx, request, version.resource_type, version.id)  # SMART v2 `?` scopes (read only)
     await check_readable(ctx, request, version.resource_type, version.resource or {})
     headers = version_headers(version, ctx.base_url)
     if not_modified(request, version):

@@ -28,6 +28,7 @@ from fhir_server.auth.policy import (
     search_restriction,
     team_patients,
 )
+from fhir_server.auth.scope_queries import scope_filter
 from fhir_server.auth.scopes import allows
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError, OutcomeIssue, operation_outcome
@@ -155,6 +156,7 @@ async def _run_search_once(
                 scope.extra.get(rtype),
                 search_filter(request, rtype),
                 search_restriction(policy, rtype, denied, team),
+                await scope_filter(ctx, request, rtype),  # SMART v2 fine-grained scopes
             )
             if f
         ]
