@@ -16,8 +16,8 @@ def allows(scopes: frozenset[str], resource_type: str | None, action: str, *, co
 
     context "user" counts `user/` and `system/` scopes (unconfined access); "patient" counts `patient/`
     scopes, which only ever grant access inside the token's patient compartment (patient_context.py).
-    Scopes with a `?` restriction (SMART v2 fine-grained) are not supported: they grant nothing rather
-    than too much.
+    Scopes with a `?` restriction (SMART v2 fine-grained) never count here: they grant only the
+    searches and reads that auth/scope_queries.py narrows to their parameters.
     """
     for scope in scopes:
         m = _SCOPE.match(scope)
