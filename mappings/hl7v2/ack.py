@@ -7,7 +7,7 @@ still gets an ACK (AR) addressed to its sender.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 # MSH-18 values (HL7 table 0211) and the Python codec for each.
@@ -42,6 +42,15 @@ class HL7Reject(Exception):
     def __init__(self, code: str, err: str, text: str) -> None:
         super().__init__(text)
         self.code, self.err, self.text = code, err, text
+
+
+@dataclass
+class Processed:
+    """What processing a message did: MSA-3 text and the resources written (`Type/id`), for the audit."""
+
+    text: str
+    resources: list[str] = field(default_factory=list)
+    patient: str | None = None
 
 
 @dataclass
@@ -97,9 +106,20 @@ def decode(raw: bytes) -> tuple[str, Header]:
         codec = "latin-1"  # declared UTF-8 (or nothing) but sent in ISO-8859-1: read it rather than reject
         text = raw.decode(codec)
     text = text[text.find("MSH") :]
-    segments = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
+    lines = [s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s.strip()]
+    separator = lines[0][3]
+    segments: list[str] = []
+    for line in lines:
+        # A line that does not start a segment is the rest of the previous one, cut by a stray line
+        # break inside a field (the DRIMbox proof of concept's ORU has one in an OBX label).
+        # (Only lines that do not even look like "XXX|..." are joined: a bad segment name is refused.)
+        looks_like_segment = len(line) >= 3 and separator not in line[:3] and line[3:4] in ("", separator)
+        if segments and not looks_like_segment:
+            segments[-1] += line
+        else:
+            segments.append(line)
     text = "\r".join(segments)
-    header_fields = segments[0].split(segments[0][3])
+    header_fields = segments[0].split(separator)
     return text, Header(header_fields, codec)
 
 

@@ -1,313 +1,304 @@
-"""IHE PAM France ADT messages (HL7 v2.5) → FHIR R4 Patient and Encounter.
+"""IHE PAM France ADT messages (HL7 v2.5) → FR Core Patient and Encounter.
 
-A01/A04/A08/A28/A31 upsert the Patient found by its IPP (PID-3 repetition of type PI), with
-conditional-update semantics: search `identifier=<system>|<value>` under the criteria lease, then
-create or write a new version. A01/A04 also upsert an Encounter found by its visit number (PV1-19).
-French Z-segments (ZBE, ZFA, ZFD, ...) are kept by the tolerant parser and ignored here.
+Every event updates the Patient found by its IPP (else INS) from PID/ZFD (`patients.py`); the visit
+events also update the Encounter found by its visit number (PV1-19), under that number's lease:
+
+| event | Encounter |
+| --- | --- |
+| A01 admit, A04 register, A05 pre-admit | created or updated: in-progress (A05: planned), a movement added |
+| A02 transfer | a movement added, the previous one completed |
+| A03 discharge | finished, `period.end`, the open movements completed |
+| A06 / A07 | class becomes inpatient / outpatient, a movement added |
+| A21 / A22 leave of absence / return | onleave / in-progress, a movement added |
+| A11 / A38 cancel admit / pre-admit | cancelled |
+| A12 cancel transfer, A52 / A53 cancel leave / return | the cancelled movement removed, the previous one active again |
+| A13 cancel discharge | in-progress again, `period.end` removed, the last movement active again |
+| A08 update, A54 / A55 attending doctor | details updated (an unknown visit is not created) |
+| Z99 movement update | the movement with the ZBE-1 id updated |
+| A28 / A31 | the Patient only |
+| A40 merge | `merge.py` |
+
+Movements are the French ZBE segment: each is an `Encounter.location` entry carrying its movement id
+(ZBE-1, FR Core identifier type MN) in an extension, the unit of care (ZBE-8 UF de soins, else the
+PV1-3 point of care) as a logical location, and the start (ZBE-2). ZBE-4 INSERT / UPDATE / CANCEL is
+honoured; ZBE-7 (UF de responsabilité médicale) becomes `serviceProvider`. ZFA (DMP status and
+consent), ZFM (PMSI modes), ZFP, ZFV are tolerated and not mapped (they belong to Consent and PMSI
+resources, out of this mapping); ZFD maps to the identity reliability extension (`patients.py`).
 """
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
-
-from mappings.hl7v2.ack import (
-    ERR_DATA_TYPE,
-    ERR_REQUIRED_FIELD_MISSING,
-    ERR_UNSUPPORTED_EVENT,
-    ERR_UNSUPPORTED_MESSAGE_TYPE,
-    HL7Reject,
-)
+from mappings.hl7v2.ack import ERR_REQUIRED_FIELD_MISSING, ERR_UNSUPPORTED_EVENT, HL7Reject, Processed
+from mappings.hl7v2.identifiers import FR_IDENTIFIER_TYPE, Identifiers, token
+from mappings.hl7v2.patients import ERR_UNKNOWN_KEY, PatientMapping, resolve
+from mappings.hl7v2.segments import Message, Segment
+from mappings.hl7v2.writes import Batch, body_of
 
 if TYPE_CHECKING:
+    from fhir_server.config import Settings
     from fhir_server.context import ServerContext
 
-PATIENT_EVENTS = {"A01", "A04", "A08", "A28", "A31"}
-ENCOUNTER_EVENTS = {"A01", "A04"}
-
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
-FR_0203 = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
-# INS roots: production NIR / NIA, and the test roots used by the ANS examples.
-INS_OIDS = {
-    "1.2.250.1.213.1.4.8": "INS-NIR",
-    "1.2.250.1.213.1.4.9": "INS-NIA",
-    "1.2.250.1.213.1.4.10": "INS-NIR-TEST",
-    "1.2.250.1.213.1.4.11": "INS-NIA-TEST",
+PATIENT_EVENTS = {"A28", "A31"}
+# Visit events: (Encounter status to set or None to keep, what happens to the movements, may create)
+VISIT_EVENTS: dict[str, tuple[str | None, str, bool]] = {
+    "A01": ("in-progress", "insert", True),
+    "A04": ("in-progress", "insert", True),
+    "A05": ("planned", "insert", True),
+    "A02": ("in-progress", "insert", True),
+    "A06": ("in-progress", "insert", True),
+    "A07": ("in-progress", "insert", True),
+    "A21": ("onleave", "insert", True),
+    "A22": ("in-progress", "insert", True),
+    "A03": ("finished", "close", True),
+    "A08": (None, "update", False),
+    "A54": (None, "update", False),
+    "A55": (None, "update", False),
+    "Z99": (None, "update", False),
+    "A11": ("cancelled", "none", False),
+    "A38": ("cancelled", "none", False),
+    "A12": (None, "cancel", False),
+    "A52": ("in-progress", "cancel", False),
+    "A53": ("onleave", "cancel", False),
+    "A13": ("in-progress", "reopen", False),
 }
-IDENTITY_RELIABILITY_URL = "urn:fhir-server:hl7v2:identity-reliability"  # PID-32 (PAM-FR: VIDE/PROV/VALI/...)
-BIRTH_PLACE_URL = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
-OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
-GENDER = {"M": "male", "F": "female", "U": "unknown", "O": "other", "A": "other", "N": "unknown"}
-NAME_USE = {"L": "official", "D": "usual", "M": "maiden", "N": "nickname", "A": "anonymous", "S": "anonymous"}
-ADDRESS_USE = {"H": "home", "O": "work", "C": "temp", "BA": "old"}
+SUPPORTED = PATIENT_EVENTS | set(VISIT_EVENTS) | {"A40"}
+CLASS_OF_EVENT = {"A06": "I", "A07": "O"}
 ENCOUNTER_CLASS = {
     "I": ("IMP", "inpatient encounter"),
     "O": ("AMB", "ambulatory"),
     "R": ("AMB", "ambulatory"),
     "E": ("EMER", "emergency"),
     "P": ("PRENC", "pre-admission"),
+    "N": ("AMB", "ambulatory"),
 }
+DEFAULT_CLASS = {"A01": "I", "A05": "P"}
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+MOVEMENT_URL = "urn:fhir-server:hl7v2:movement-id"
+ZBE_ACTIONS = ("INSERT", "UPDATE", "CANCEL")
 
 
-class Fields:
-    """Splits raw ER7 fields with the message's own encoding characters, and unescapes values."""
+async def process(ctx: ServerContext, msg: Message, settings: Settings) -> Processed:
+    trigger = msg.trigger
+    if trigger not in SUPPORTED:
+        raise HL7Reject("AE", ERR_UNSUPPORTED_EVENT, f"unsupported event {trigger or '(none)'} for ADT")
+    ids = Identifiers(msg.enc, settings.hl7v2_identifier_systems)
+    if trigger == "A40":
+        from mappings.hl7v2 import merge
 
-    def __init__(self, encoding: str) -> None:
-        self.comp, self.rep, self.esc, self.sub = (encoding + "^~\\&"[len(encoding) :])[:4]
-
-    def unescape(self, value: str) -> str:
-        e = self.esc
-        for code, char in (("F", "|"), ("S", self.comp), ("R", self.rep), ("T", self.sub), ("E", e)):
-            value = value.replace(f"{e}{code}{e}", char)
-        return value
-
-    def reps(self, value: str) -> list[str]:
-        return [r for r in value.split(self.rep) if r.strip()] if value else []
-
-    def comps(self, value: str, n: int) -> list[str]:
-        parts = value.split(self.comp)
-        return [(parts[i] if i < len(parts) else "") for i in range(n)]
-
-    def subs(self, value: str, n: int) -> list[str]:
-        parts = value.split(self.sub)
-        return [(self.unescape(parts[i]) if i < len(parts) else "") for i in range(n)]
+        return await merge.process(ctx, msg, ids)
+    async with AsyncExitStack() as stack:
+        batch = Batch(ctx)
+        patient_id = await resolve(ctx, batch, stack, PatientMapping(msg, ids), update=True)
+        encounter_id = None
+        pv1 = msg.first("PV1")
+        if trigger in VISIT_EVENTS and pv1 is not None:
+            encounter_id = await Visit(ctx, msg, ids, pv1, trigger).apply(batch, stack, patient_id)
+        written = await batch.commit()
+    text = f"Patient/{patient_id}" + (f" Encounter/{encounter_id}" if encounter_id else "")
+    return Processed(text, written, f"Patient/{patient_id}")
 
 
-def parse(text: str) -> Any:
-    """hl7apy in tolerant mode, without group discovery: Z-segments and unknown fields do not break it."""
-    try:
-        return parse_message(text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
-    except Exception as exc:
-        raise HL7Reject("AR", ERR_DATA_TYPE, f"message cannot be parsed: {exc}") from None
+class Visit:
+    def __init__(self, ctx: ServerContext, msg: Message, ids: Identifiers, pv1: Segment, trigger: str) -> None:
+        self.ctx, self.msg, self.ids, self.pv1, self.trigger = ctx, msg, ids, pv1, trigger
+        self.zbe = msg.first("ZBE")
+        self.evn = msg.first("EVN")
 
-
-def _segment(msg: Any, name: str) -> Any | None:
-    for child in msg.children:
-        if child.name == name:
-            return child
-    return None
-
-
-def _field(segment: Any | None, n: int) -> str:
-    """Raw ER7 of field n (all repetitions joined), '' when absent."""
-    if segment is None:
-        return ""
-    try:
-        fields = segment.to_er7().split(segment.to_er7()[3:4] if segment.name == "MSH" else "|")
-    except Exception:
-        return ""
-    if segment.name == "MSH":
-        return fields[n - 1] if 0 < n - 1 < len(fields) else ""
-    return fields[n] if n < len(fields) else ""
-
-
-# ---- value helpers -----------------------------------------------------------------------------------
-
-
-def fhir_date(value: str) -> str | None:
-    digits = re.match(r"^\d{4,8}", value or "")
-    if not digits:
-        return None
-    d = digits.group(0)
-    return "-".join(x for x in (d[:4], d[4:6], d[6:8]) if x)
-
-
-def fhir_datetime(value: str, tz: ZoneInfo) -> str | None:
-    m = re.match(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?$", (value or "").strip())
-    if not m:
-        return None
-    y, mo, d, h, mi, s, offset = m.groups()
-    if h is None:
-        return fhir_date(value)
-    if offset:
-        stamp = datetime.strptime(f"{y}{mo}{d}{h}{mi or '00'}{s or '00'}{offset}", "%Y%m%d%H%M%S%z")
-    else:
-        stamp = datetime(int(y), int(mo), int(d), int(h), int(mi or 0), int(s or 0), tzinfo=tz)
-    return stamp.isoformat()
-
-
-class Mapper:
-    def __init__(self, msg: Any, identifier_systems: dict[str, str], tz: ZoneInfo) -> None:
-        self.msg = msg
-        msh = _segment(msg, "MSH")
-        encoding = _field(msh, 2) or "^~\\&"
-        self.f = Fields(encoding)
-        self.systems = identifier_systems
-        self.tz = tz
-        self.pid = _segment(msg, "PID")
-        self.pv1 = _segment(msg, "PV1")
-        self.evn = _segment(msg, "EVN")
-
-    # -- identifiers --
-
-    def system_of(self, authority: str) -> tuple[str, str | None]:
-        """(system, INS type code or None) for a CX-4 assigning authority `namespace&universal id&type`."""
-        namespace, uid, uid_type = self.f.subs(authority, 3)
-        for key in (uid, namespace):
-            if key and key in self.systems:
-                return self.systems[key], INS_OIDS.get(uid)
-        if uid and (uid_type.upper() == "ISO" or OID_RE.match(uid)) and OID_RE.match(uid):
-            return f"urn:oid:{uid}", INS_OIDS.get(uid)
-        # No OID: a stable local URI from the authority's name (configure FHIR_HL7V2_IDENTIFIER_SYSTEMS).
-        local = re.sub(r"[^A-Za-z0-9._-]", "-", namespace or uid or "unknown")
-        return f"urn:fhir-server:hl7v2:assigning-authority:{local}", None
-
-    def identifier(self, cx: str) -> dict[str, Any] | None:
-        value, _check, _scheme, authority, type_code = self.f.comps(cx, 5)
-        value = self.f.unescape(value)
-        if not value:
-            return None
-        system, ins = self.system_of(authority)
-        ident: dict[str, Any] = {"system": system, "value": value}
-        if ins:
-            ident["use"] = "official"
-            ident["type"] = {"coding": [{"system": FR_0203, "code": ins}]}
-        elif type_code:
-            ident["type"] = {"coding": [{"system": V2_0203, "code": self.f.unescape(type_code)}]}
+    def visit_number(self) -> dict[str, Any] | None:
+        reps = self.pv1.reps(19)
+        ident = self.ids.cx(reps[0]) if reps else None
+        if ident and "type" not in ident:
+            ident = {"type": {"coding": [{"system": FR_IDENTIFIER_TYPE, "code": "VN"}]}, **ident}
         return ident
 
-    def patient(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The Patient and the identifier to upsert it by (the IPP, else the first PID-3 identifier)."""
-        if self.pid is None:
-            raise HL7Reject("AR", ERR_REQUIRED_FIELD_MISSING, "PID segment missing")
-        identifiers = [i for i in (self.identifier(cx) for cx in self.f.reps(_field(self.pid, 3))) if i]
-        if not identifiers:
-            raise HL7Reject("AR", ERR_REQUIRED_FIELD_MISSING, "PID-3 (patient identifier list) missing")
-        key = next(
-            (i for i in identifiers if i.get("type", {}).get("coding", [{}])[0].get("code") == "PI"), identifiers[0]
-        )
-        patient: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers}
-        names = [n for n in (self.name(x) for x in self.f.reps(_field(self.pid, 5))) if n]
-        if names:
-            patient["name"] = names
-        gender = GENDER.get(_field(self.pid, 8).strip().upper())
-        if gender:
-            patient["gender"] = gender
-        birth = fhir_date(_field(self.pid, 7))
-        if birth:
-            patient["birthDate"] = birth
-        addresses, birth_place = [], None
-        for xad in self.f.reps(_field(self.pid, 11)):
-            address, kind = self.address(xad)
-            if kind == "BDL":
-                birth_place = address
-            elif address:
-                addresses.append(address)
-        if addresses:
-            patient["address"] = addresses
-        extensions = []
-        if birth_place:
-            extensions.append({"url": BIRTH_PLACE_URL, "valueAddress": birth_place})
-        status = self.f.unescape(self.f.comps(_field(self.pid, 32), 1)[0]).strip()
+    async def apply(self, batch: Batch, stack: AsyncExitStack, patient_id: str) -> str | None:
+        from fhir_server.interactions.conditional import criteria_lease
+        from fhir_server.search.engine import find_current
+
+        status, movement, may_create = VISIT_EVENTS[self.trigger]
+        visit = self.visit_number()
+        current = None
+        if visit is not None:
+            criteria = [("identifier", token(visit))]
+            await stack.enter_async_context(criteria_lease(self.ctx, "Encounter", criteria))
+            found = await find_current(self.ctx, "Encounter", criteria, limit=2, strict=True)
+            if len(found) > 1:
+                raise HL7Reject("AE", "205", f"several Encounter resources have visit number {visit['value']}")
+            current = found[0] if found else None
+        elif not may_create:
+            raise HL7Reject("AR", ERR_REQUIRED_FIELD_MISSING, f"PV1-19 (visit number) is required for {self.trigger}")
+        if current is None:
+            if self.trigger == "A08" or self.trigger in ("A54", "A55", "Z99"):
+                return None  # an update of a visit we never heard of: the Patient is updated, nothing else
+            if not may_create:
+                raise HL7Reject("AE", ERR_UNKNOWN_KEY, f"unknown visit {visit['value'] if visit else ''}")
+            encounter: dict[str, Any] = {"resourceType": "Encounter", "status": status or "in-progress"}
+        else:
+            encounter = body_of(current)
+        self.fill(encounter, patient_id, visit, status)
+        self.move(encounter, movement)
+        if current is None:
+            return batch.create(encounter)
+        if encounter != current["res"]:
+            batch.update(current, encounter)
+        return current["_id"]
+
+    # ---- the Encounter's own elements ------------------------------------------------------------
+
+    def fill(self, enc: dict[str, Any], patient_id: str, visit: dict[str, Any] | None, status: str | None) -> None:
+        msg, pv1 = self.msg, self.pv1
         if status:
-            extensions.append({"url": IDENTITY_RELIABILITY_URL, "valueCode": status})
-        if extensions:
-            patient["extension"] = extensions
-        death = _field(self.pid, 30).strip().upper()
-        if death in ("Y", "N"):
-            patient["deceasedBoolean"] = death == "Y"
-        return patient, key
-
-    def name(self, xpn: str) -> dict[str, Any] | None:
-        family, given1, given_more, suffix, prefix, _degree, type_code = self.f.comps(xpn, 7)
-        family = self.f.subs(family, 1)[0]
-        given: list[str] = []
-        for g in [self.f.unescape(given1), *self.f.unescape(given_more).replace(",", " ").split()]:
-            if g and g not in given:
-                given.append(g)
-        name: dict[str, Any] = {}
-        if NAME_USE.get(type_code):
-            name["use"] = NAME_USE[type_code]
-        if family:
-            name["family"] = family
-        if given:
-            name["given"] = given
-        if prefix:
-            name["prefix"] = [self.f.unescape(prefix)]
-        if suffix:
-            name["suffix"] = [self.f.unescape(suffix)]
-        return name if ("family" in name or "given" in name) else None
-
-    def address(self, xad: str) -> tuple[dict[str, Any] | None, str]:
-        street, other, city, _state, postal, country, kind, _other_geo, county = self.f.comps(xad, 9)
-        address: dict[str, Any] = {}
-        lines = [self.f.subs(x, 1)[0] for x in (street, other) if x]
-        if lines:
-            address["line"] = lines
-        for key, value in (("city", city), ("postalCode", postal), ("country", country)):
-            if value:
-                address[key] = self.f.unescape(value)
-        if county:
-            address["district"] = self.f.unescape(county)  # PAM-FR: INSEE code of the commune (BDL)
-        if kind in ADDRESS_USE:
-            address["use"] = ADDRESS_USE[kind]
-        return (address or None), kind
-
-    def encounter(self, patient_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The Encounter of PV1 and the visit-number identifier to upsert it by (None: always create)."""
-        pv1 = self.pv1
-        code, display = ENCOUNTER_CLASS.get(_field(pv1, 2).strip().upper(), ("AMB", "ambulatory"))
-        encounter: dict[str, Any] = {
-            "resourceType": "Encounter",
-            "status": "in-progress",
-            "class": {"system": ACT_CODE, "code": code, "display": display},
-            "subject": {"reference": f"Patient/{patient_id}"},
-        }
-        visit = self.identifier(self.f.reps(_field(pv1, 19))[0]) if self.f.reps(_field(pv1, 19)) else None
-        if visit:
-            encounter["identifier"] = [visit]
-        start = fhir_datetime(_field(pv1, 44), self.tz) or fhir_datetime(
-            self.f.comps(_field(self.evn, 6), 1)[0] or self.f.comps(_field(self.evn, 2), 1)[0], self.tz
-        )
+            enc["status"] = status
+        patient_class = CLASS_OF_EVENT.get(self.trigger) or pv1.text(2).upper() or DEFAULT_CLASS.get(self.trigger)
+        if patient_class or "class" not in enc:
+            code, display = ENCOUNTER_CLASS.get(patient_class or "O", ("AMB", "ambulatory"))
+            enc["class"] = {"system": ACT_CODE, "code": code, "display": display}
+        enc["subject"] = {"reference": f"Patient/{patient_id}"}
+        if visit and not any(i.get("value") == visit["value"] for i in enc.get("identifier", [])):
+            enc.setdefault("identifier", []).append(visit)
+        period = enc.setdefault("period", {})
+        start = msg.datetime(pv1.text(44), "PV1-44")
         if start:
-            encounter["period"] = {"start": start}
-        return encounter, visit
+            period["start"] = start
+        elif "start" not in period and self.trigger in ("A01", "A04", "A05", "A02", "A06", "A07", "A03"):
+            moment = self.moment()
+            if moment:
+                period["start"] = moment
+        end = msg.datetime(pv1.text(45), "PV1-45")
+        if self.trigger == "A03":
+            period["end"] = end or self.moment() or period.get("start")
+        elif self.trigger == "A13":
+            period.pop("end", None)
+        elif end:
+            period["end"] = end
+        if not period:
+            enc.pop("period")
+        pre = self.ids.cx(pv1.reps(5)[0]) if pv1.reps(5) else None
+        if pre:
+            enc.setdefault("hospitalization", {})["preAdmissionIdentifier"] = pre
+        participants = []
+        for n, code in ((7, "ATND"), (8, "REF"), (17, "ADM")):
+            for xcn in pv1.reps(n):
+                who = self.ids.xcn(xcn)
+                if who:
+                    participants.append(
+                        {"type": [{"coding": [{"system": PARTICIPATION, "code": code}]}], "individual": who}
+                    )
+        if participants:
+            enc["participant"] = participants
+        if self.zbe is not None and self.zbe.reps(7):
+            provider = self.ids.xon(self.zbe.reps(7)[0])
+            if provider:
+                enc["serviceProvider"] = provider
+
+    def moment(self) -> str | None:
+        """When the event happened: ZBE-2 (movement), else EVN-6 (occurred), else EVN-2 (recorded)."""
+        for seg, n, where in ((self.zbe, 2, "ZBE-2"), (self.evn, 6, "EVN-6"), (self.evn, 2, "EVN-2")):
+            if seg is not None and seg.text(n):
+                return self.msg.datetime(seg.text(n), where)
+        return None
+
+    # ---- movements (ZBE) -------------------------------------------------------------------------
+
+    def zbe_action(self) -> str:
+        if self.zbe is None:
+            return ""
+        # ZBE-4; the ANS discharge example shifts it to ZBE-5, so look at both.
+        for n in (4, 5):
+            value = self.zbe.text(n).upper()
+            if value in ZBE_ACTIONS:
+                return value
+        return ""
+
+    def movement_id(self) -> dict[str, Any] | None:
+        if self.zbe is None or not self.zbe.reps(1):
+            return None
+        ident = self.ids.ei(self.zbe.reps(1)[0])
+        if ident:
+            ident = {"type": {"coding": [{"system": FR_IDENTIFIER_TYPE, "code": "MN"}]}, **ident}
+        return ident
+
+    def unit(self) -> dict[str, Any] | None:
+        """The unit the patient is in: the ZBE-8 UF de soins, else the PV1-3 point of care / room / bed."""
+        pl = [self.msg.enc.unescape(p).strip() for p in self.pv1.comps(3, 3)[:3]]
+        place = " ".join(p for p in pl if p)
+        uf = self.ids.xon(self.zbe.reps(8)[0]) if self.zbe is not None and self.zbe.reps(8) else None
+        ref: dict[str, Any] = {}
+        if uf and "identifier" in uf:
+            ref["identifier"] = uf["identifier"]
+        elif pl[0]:
+            ref["identifier"] = {"value": pl[0]}
+        display = place or (uf or {}).get("display")
+        if display:
+            ref["display"] = display
+        return ref or None
+
+    def move(self, enc: dict[str, Any], kind: str) -> None:
+        action = self.zbe_action()
+        mid = self.movement_id()
+        locations: list[dict[str, Any]] = enc.get("location", [])
+        at = self.moment()
+        index = _find_movement(locations, mid) if mid else None
+        if kind == "none":
+            pass  # a cancelled admission keeps its movements as they were
+        elif action == "CANCEL" or kind in ("cancel", "reopen"):
+            if kind == "cancel" and index is not None:
+                locations.pop(index)
+            if locations and kind in ("cancel", "reopen"):
+                last = locations[-1]
+                last["status"] = "active"
+                last.get("period", {}).pop("end", None)
+        elif action == "UPDATE" or kind == "update":
+            if index is not None:
+                self._set_place(locations[index], at)
+        elif kind == "insert":
+            if index is not None:
+                self._set_place(locations[index], at)  # the same movement again: idempotent
+            else:
+                for loc in locations:
+                    if loc.get("status") in ("active", "planned"):
+                        loc["status"] = "completed"
+                        if at:
+                            loc.setdefault("period", {})["end"] = at
+                entry: dict[str, Any] = {"status": "planned" if self.trigger == "A05" else "active"}
+                if mid:
+                    entry["extension"] = [{"url": MOVEMENT_URL, "valueIdentifier": mid}]
+                if self._set_place(entry, at):
+                    locations.append(entry)
+        elif kind == "close":
+            for loc in locations:
+                if loc.get("status") in ("active", "planned"):
+                    loc["status"] = "completed"
+                    end = enc.get("period", {}).get("end") or at
+                    if end:
+                        loc.setdefault("period", {})["end"] = end
+        for loc in locations:
+            if not loc.get("period"):
+                loc.pop("period", None)
+        if locations:
+            enc["location"] = locations
+        else:
+            enc.pop("location", None)
+
+    def _set_place(self, entry: dict[str, Any], at: str | None) -> bool:
+        unit = self.unit()
+        if unit is None and "location" not in entry:
+            return False
+        if unit is not None:
+            entry["location"] = unit
+        if at:
+            entry.setdefault("period", {})["start"] = at
+        return True
 
 
-async def upsert(ctx: ServerContext, resource_type: str, resource: dict[str, Any], key: dict[str, Any] | None) -> str:
-    """Conditional update on `identifier=<system>|<value>`: create, or write a new version. Returns the id."""
-    from fhir_server.interactions.conditional import criteria_lease, single_match
-    from fhir_server.search.engine import find_current
-
-    if key is None:
-        return (await ctx.store.create(resource_type, resource)).id
-    criteria = [("identifier", f"{key['system']}|{key['value']}")]
-    async with criteria_lease(ctx, resource_type, criteria):
-        try:
-            existing = single_match(
-                await find_current(ctx, resource_type, criteria, limit=2, strict=True), resource_type, criteria
-            )
-        except Exception as exc:
-            raise HL7Reject("AE", "205", f"several {resource_type} resources have identifier {key['value']}") from exc
-        if existing is None:
-            return (await ctx.store.create(resource_type, resource)).id
-        resource = {**resource, "id": existing["_id"]}
-        return (await ctx.store.write(resource_type, existing["_id"], resource)).id
-
-
-async def process(ctx: ServerContext, msg: Any, identifier_systems: dict[str, str], tz: str) -> str:
-    """Apply one parsed ADT message; returns a short description for the ACK's MSA-3.
-
-    Raises HL7Reject for messages answered with AE / AR.
-    """
-    mapper = Mapper(msg, identifier_systems, ZoneInfo(tz))
-    msh9 = _field(_segment(msg, "MSH"), 9)
-    msg_type, trigger = ([*mapper.f.comps(msh9, 2), "", ""])[:2]
-    if msg_type != "ADT":
-        raise HL7Reject("AR", ERR_UNSUPPORTED_MESSAGE_TYPE, f"unsupported message type {msg_type or '(none)'}")
-    if trigger not in PATIENT_EVENTS:
-        raise HL7Reject("AE", ERR_UNSUPPORTED_EVENT, f"unsupported event {trigger or '(none)'} for {msg_type}")
-    patient, key = mapper.patient()
-    patient_id = await upsert(ctx, "Patient", patient, key)
-    done = f"Patient/{patient_id}"
-    if trigger in ENCOUNTER_EVENTS and mapper.pv1 is not None:
-        encounter, visit = mapper.encounter(patient_id)
-        encounter_id = await upsert(ctx, "Encounter", encounter, visit)
-        done += f" Encounter/{encounter_id}"
-    return done
+def _find_movement(locations: list[dict[str, Any]], mid: dict[str, Any]) -> int | None:
+    for i, loc in enumerate(locations):
+        for ext in loc.get("extension", []):
+            value = ext.get("valueIdentifier", {})
+            if ext.get("url") == MOVEMENT_URL and value.get("value") == mid["value"]:
+                return i
+    return None
