@@ -20,25 +20,30 @@ from starlette.routing import Route
 
 from fhir_server import audit
 from fhir_server.auth import scope_queries
+from fhir_server.auth.bearer import verified_access
 from fhir_server.auth.oauth import check_revoked
 from fhir_server.auth.scopes import allows
-from fhir_server.auth.tokens import InvalidToken, TokenVerifier
+from fhir_server.auth.tokens import TokenVerifier
 from fhir_server.backend import Backend, open_backend
 from fhir_server.config import Settings, get_settings
+from fhir_server.conformance import publish as publish_conformance
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
 from fhir_server.hardening import EXPOSED_HEADERS, RateLimiter, SecurityHeadersMiddleware
 from fhir_server.http import check_format, outcome_response, wants_pretty
 from fhir_server.interactions import bundle, capabilities, create, delete, history, patch, read, search, update, vread
 from fhir_server.jobs.export import purge_expired, run_export
+from fhir_server.jobs.notifications import install as install_notifications
 from fhir_server.jobs.queue import JobQueue
 from fhir_server.logs import RequestLogMiddleware
-from fhir_server.operations import everything, export
+from fhir_server.operations import everything, export, imaging_export, imaging_retrieve, validate
 from fhir_server.search.indexing import index_function
 from fhir_server.search.registry import load_registry
 from fhir_server.storage.blobs import FileBlobStore
 from fhir_server.storage.clock import now_ms
 from fhir_server.storage.store import ResourceStore
+from fhir_server.subscriptions.registry import writer_access
+from fhir_server.teleexpertise.codes import ACCESS as TLX_ACCESS
 
 log = logging.getLogger(__name__)
 FHIR_PREFIX = "/fhir"
@@ -46,24 +51,11 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _authorize(request: Request, action: str | None, interaction: str = "") -> None:
-    verifier: TokenVerifier | None = request.app.state.verifier
-    if action is None or verifier is None:
+    if action is None:
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="fhir-server"'}
-    if scheme.lower() != "bearer" or not token.strip():
-        raise FHIRError(401, "a Bearer access token is required", code="login", headers=challenge)
-    try:
-        access = verifier.verify(token.strip())
-    except InvalidToken as exc:
-        raise FHIRError(
-            401,
-            f"invalid access token: {exc}",
-            code="login",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
-    request.state.access = access
+    access = verified_access(request)
+    if access is None:
+        return  # the server runs without authorisation
     if action == "*":
         return  # a bundle: each entry is checked on its own
     if action == "export":
@@ -84,9 +76,6 @@ def _authorize(request: Request, action: str | None, interaction: str = "") -> N
     if access.patient and rtype and allows(access.scopes, rtype, action, context="patient"):
         request.state.patient = access.patient  # confined to that patient's compartment
         return
-    raise FHIRError(
-        403, f"the token's scopes do not allow this interaction on {rtype or 'the system'}", code="forbidden"
-    )
     if interaction in scope_queries.SERVED and rtype:
         # SMART v2 fine-grained scopes (`…?category=…`): only what their search parameters match.
         if queries := scope_queries.granting_queries(access.scopes, rtype, action, context="user"):
@@ -98,6 +87,9 @@ def _authorize(request: Request, action: str | None, interaction: str = "") -> N
             request.state.patient = access.patient
             scope_queries.set_queries(request, queries)
             return
+    raise FHIRError(
+        403, f"the token's scopes do not allow this interaction on {rtype or 'the system'}", code="forbidden"
+    )
 
 
 def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
@@ -107,6 +99,7 @@ def fhir_endpoint(fn: Endpoint, action: str | None) -> Endpoint:
         try:
             check_format(request)
             _authorize(request, action, fn.__name__)
+            writer_access.set(getattr(request.state, "access", None))  # who owns a Subscription written now
             await check_revoked(request)
             _rate_limit(request)
             _refuse_audit_changes(request, action)
@@ -147,19 +140,37 @@ def _routes() -> list[Route]:
     def r(path: str, fn: Endpoint, methods: list[str], action: str | None) -> Route:
         return Route(FHIR_PREFIX + path.rstrip("/"), fhir_endpoint(fn, action), methods=methods)
 
+    from dicomweb.routes import routes as dicomweb_routes
     from fhir_server.auth.oauth import routes as oauth_routes
+    from fhir_server.operations import (  # CDA R2 edges (mappings/cda)
+        document_cda,
+        document_from_cda,
+        send_hl7,  # HL7 v2 outbound (FHIR_HL7_PEERS)
+    )
+    from fhir_server.operations.activity_export import route as activity_export_route  # téléexpertise
+    from fhir_server.teleexpertise.routes import routes as teleexpertise_routes
 
     return [
         *oauth_routes(FHIR_PREFIX),  # before /{type}/{id}: /fhir/.well-known/... are literal paths
+        *dicomweb_routes(),  # /dicomweb (QIDO-RS, WADO-RS, STOW-RS) and /viewer: dicomweb/routes.py
         r("/metadata", capabilities.capabilities, ["GET"], None),
         # Operations first: their literal segments must win over /{type}/{id}.
         r("/Patient/{id}/$everything", everything.everything, ["GET"], "everything"),
+        r("/{type}/$validate", validate.validate, ["POST"], "r"),
+        r("/{type}/$retrieve", imaging_retrieve.retrieve, ["POST"], "c"),  # ImagingStudy only
+        r("/{type}/{id}/$export-dicom", imaging_export.export_dicom, ["POST"], "r"),  # ImagingStudy only
+        r("/{type}/{id}/$cda", document_cda.document_cda, ["GET"], "r"),  # DocumentReference only
+        r("/{type}/$from-cda", document_from_cda.from_cda, ["POST"], "c"),  # DocumentReference only
+        r("/{type}/{id}/$send-hl7", send_hl7.send_hl7, ["POST"], "r"),  # DocumentReference, DiagnosticReport
         r("/$export", export.export_system, ["GET"], "export"),
         r("/Patient/$export", export.export_patients, ["GET"], "export"),
         r("/Group/{id}/$export", export.export_group, ["GET"], "export"),
         r("/$export-status/{job}", export.export_status, ["GET"], "export"),
         r("/$export-status/{job}", export.export_delete, ["DELETE"], "export"),
         r("/$export-file/{job}/{name}", export.export_file, ["GET"], "export"),
+        # Téléexpertise operations, and generic writes/bundles/history with its rules in front (before /{type}).
+        *teleexpertise_routes(r, fhir_endpoint, FHIR_PREFIX),
+        activity_export_route(FHIR_PREFIX, fhir_endpoint),  # GET /$activity-export (checks its own scopes)
         r("/", search.search_system, ["GET"], "s"),
         r("/", bundle.bundle, ["POST"], "*"),
         # Clients often write the base URL with a trailing slash.
@@ -223,8 +234,14 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         registry = load_registry()
         base_url = settings.resolved_base_url()
         store = ResourceStore(opened.database, index_function(registry, base_url))
+        store.sticky_labels = frozenset({TLX_ACCESS})  # téléexpertise access lists survive whole-resource writes
         blobs = FileBlobStore(settings.data_dir / "blobs")
         app.state.server = ServerContext(settings, opened.database, store, registry, base_url, blobs)
+        await publish_conformance(store)  # profiles/ -> StructureDefinition, ValueSet, Questionnaire... (idempotent)
+        from dicomweb.store import DicomStore  # the imaging store (dicomweb/): ctx.dicom
+
+        app.state.dicom = app.state.server.dicom = DicomStore(app.state.server)
+        await app.state.dicom.ensure_indexes()
         app.state.verifier = (
             TokenVerifier(settings.data_dir, settings.resolved_token_issuer(), base_url)
             if settings.auth_enabled
@@ -234,13 +251,19 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         jobs = JobQueue(opened.database)
         jobs.runners["export"] = partial(run_export, app.state.server)
         app.state.jobs = jobs
+        outbox = await install_notifications(app.state.server)  # Subscriptions, e-mails, SMS (jobs/outbox.py)
         background = [asyncio.create_task(_maintenance(app.state.server))]
+        background.append(asyncio.create_task(outbox.loop(deliver=settings.jobs_enabled)))
         if settings.audit_enabled:
             app.state.server.audit = audit.AuditTrail(app.state.server)
             background.append(asyncio.create_task(app.state.server.audit.loop()))
         if settings.jobs_enabled:
             background.append(asyncio.create_task(jobs.loop()))
+        from fhir_server.jobs import hl7_outbox  # HL7 v2 peers (FHIR_HL7_PEERS): the MLLP outbound queue
+
+        background += hl7_outbox.start(app)
         mllp = None
+        dimse = None
         try:
             if settings.mllp_port:
                 from fhir_server.mllp import MLLPServer
@@ -248,10 +271,20 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
                 mllp = MLLPServer(app.state.server, settings.mllp_host or settings.host, settings.mllp_port)
                 await mllp.start()
             app.state.mllp = mllp
+            if settings.dicom_port:
+                from dicomweb.dimse import DicomServer
+
+                host = settings.dicom_host or settings.host
+                dimse = DicomServer(app.state.server, host, settings.dicom_port, settings.dicom_aet)
+                await dimse.start()
+            app.state.dimse = dimse
             yield
         finally:
             if mllp is not None:
                 await mllp.stop()
+            if dimse is not None:
+                await dimse.stop()
+            await app.state.dicom.close()
             for task in background:
                 task.cancel()
             for task in background:

@@ -126,10 +126,48 @@ async def record(ctx: ServerContext, request: Request, interaction: str, respons
     if not ctx.settings.audit_enabled:
         return
     event = audit_event(ctx, request, interaction, response.status_code)
+    await _add_structures(ctx, request, event)
     location = response.headers.get("location")
     if location and "entity" in event:
         event["entity"][0]["what"] = {"reference": "/".join(location.split("/")[-4:-2])}
     await write(ctx, event)
+
+
+async def _add_structures(ctx: ServerContext, request: Request, event: dict[str, Any]) -> None:
+    """The acting user's téléexpertise structures as agents, so that a local administrator finds the
+    events of their structure (auth/policy.py). Nothing is resolved for a token that is not a
+    practitioner's, and the request's own resolution of the user is reused."""
+    try:
+        from fhir_server.auth.policy import acting_structures
+
+        structures = await acting_structures(ctx, request)
+    except Exception:
+        log.exception("the acting user's structure could not be resolved for the audit trail")
+        return
+    event["agent"] += [structure_agent(s) for s in structures]
+
+
+def structure_agent(structure: str) -> dict[str, Any]:
+    """An agent naming the acting user's structure (Organization/…), not the requestor."""
+    return {
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass", "code": "PROV"}]},
+        "who": {"reference": structure},
+        "requestor": False,
+    }
+
+
+async def _user_structures(ctx: ServerContext, user: str | None) -> list[str]:
+    """The téléexpertise structures of a practitioner who logs in (one indexed query; logins are rare)."""
+    if not user or not user.startswith("Practitioner/"):
+        return []
+    try:
+        from fhir_server.teleexpertise.directory import resolve_principal
+
+        principal = await resolve_principal(ctx, user)
+    except Exception:
+        log.exception("the structure of a user logging in could not be resolved for the audit trail")
+        return []
+    return sorted({m.structure for m in principal.memberships if m.structure}) if principal else []
 
 
 async def write(ctx: ServerContext, event: dict[str, Any]) -> None:
@@ -141,9 +179,17 @@ async def write(ctx: ServerContext, event: dict[str, Any]) -> None:
 
 
 async def record_login(
-    ctx: ServerContext, request: Request, *, client_id: str | None, mode: str, success: bool, reason: str = ""
+    ctx: ServerContext,
+    request: Request,
+    *,
+    client_id: str | None,
+    mode: str,
+    success: bool,
+    reason: str = "",
+    user: str | None = None,
 ) -> None:
-    """An authentication at the token endpoint (DICOM 110114 User Authentication / 110122 Login)."""
+    """An authentication (DICOM 110114 User Authentication / 110122 Login): at the token endpoint (the
+    client authenticates) or an end user's login (`user` = Practitioner/…, Patient/…: who logged in)."""
     if not ctx.settings.audit_enabled:
         return
     event = {
@@ -160,7 +206,11 @@ async def record_login(
         "outcomeDesc": f"{mode}: {'success' if success else reason or 'refused'}",
         "agent": [
             {
-                "who": {"identifier": {"value": client_id}} if client_id else {"display": "unknown client"},
+                "who": {"reference": user}
+                if user
+                else {"identifier": {"value": client_id}}
+                if client_id
+                else {"display": "unknown client"},
                 "altId": client_id,
                 "requestor": True,
                 "network": {"address": request.client.host if request.client else "unknown", "type": "2"},
@@ -173,6 +223,7 @@ async def record_login(
     }
     if not client_id:
         del event["agent"][0]["altId"]
+    event["agent"] += [structure_agent(s) for s in await _user_structures(ctx, user)]
     await write(ctx, event)
 
 
@@ -257,7 +308,70 @@ async def purge_expired(ctx: ServerContext) -> int:
     """Remove AuditEvents older than the retention period (a server task; the API cannot delete them)."""
     from datetime import timedelta
 
-    cutoff = now_ms() - timedelta(days=ctx.settings.audit_retention_days)
-    removed = await ctx.database.resources("AuditEvent").delete_many({"lu": {"$lt": cutoff}})
-    await ctx.database.history.delete_many({"t": "AuditEvent", "lu": {"$lt": cutoff}})
-    return removed.deleted_count
+    now = now_ms()
+    cutoff = now - timedelta(days=ctx.settings.audit_retention_days)
+    # Logins stay longer (monthly active users over 18 months, teleexpertise/activity.py).
+    login_days = max(ctx.settings.audit_retention_days, ctx.settings.login_audit_retention_days)
+    login_cutoff = now - timedelta(days=login_days)
+    removed = 0
+    for flt in ({"lu": {"$lt": cutoff}, "res.type.code": {"$ne": "110114"}}, {"lu": {"$lt": login_cutoff}}):
+        removed += (await ctx.database.resources("AuditEvent").delete_many(flt)).deleted_count
+        await ctx.database.history.delete_many({"t": "AuditEvent", **flt})
+    return removed
+
+
+async def record_hl7(
+    ctx: ServerContext,
+    *,
+    inbound: bool,
+    peer: str,
+    application: str,
+    message_type: str,
+    trigger: str,
+    control_id: str,
+    ack_code: str,
+    text: str,
+    resources: list[str] | None = None,
+) -> None:
+    """An HL7 v2 message received (DICOM 110107 Import) or sent (110106 Export) over MLLP, with the
+    resources it wrote or carried as entities."""
+    if not ctx.settings.audit_enabled:
+        return
+    dcm = "http://dicom.nema.org/resources/ontology/DCM"
+    subtype = [{"system": "http://terminology.hl7.org/CodeSystem/v2-0076", "code": message_type or "unknown"}]
+    if trigger:
+        subtype.append({"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": trigger})
+    entities: list[dict[str, Any]] = [
+        {
+            "what": {"identifier": {"system": "urn:fhir-server:hl7v2:message", "value": f"{application}|{control_id}"}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            "detail": [{"type": "MSH-10", "valueString": control_id or "(none)"}],
+        }
+    ]
+    entities += [{"what": {"reference": ref}} for ref in resources or []]
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": dcm,
+            "code": "110107" if inbound else "110106",
+            "display": "Import" if inbound else "Export",
+        },
+        "subtype": subtype,
+        "action": "C" if inbound and resources else "E",
+        "recorded": fhir_instant(now_ms()),
+        "outcome": "0" if ack_code in ("AA", "CA") else "4" if ack_code in ("AE", "AR", "CE", "CR") else "8",
+        "outcomeDesc": f"{ack_code}: {text}"[:1000],
+        "agent": [
+            {
+                "who": {"identifier": {"value": application or "unknown"}},
+                "requestor": inbound,
+                "network": {"address": peer or "unknown", "type": "2"},
+            }
+        ],
+        "source": {
+            "observer": {"display": "fhir-server"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}],
+        },
+        "entity": entities,
+    }
+    await write(ctx, event)

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +32,10 @@ class Settings(BaseSettings):
     max_count: int = 1000
     max_body_bytes: int = 200 * 1024 * 1024
     max_bundle_entries: int = 50_000
+    # Raw Binary uploads (interactions/binary.py), streamed to the blob store: their own size limit, and
+    # the size up to which a FHIR JSON read of such a Binary inlines its `data`.
+    max_binary_bytes: int = 1024 * 1024 * 1024
+    binary_inline_bytes: int = 1024 * 1024
 
     # Authorisation. The full SMART authorisation server comes with the security issue; until then
     # tokens minted by `fhir-server token` are HS256 JWTs signed with a key kept in the data dir.
@@ -39,10 +44,10 @@ class Settings(BaseSettings):
     # Connect clients find /.well-known/openid-configuration.
     token_issuer: str | None = None
     token_lifetime_seconds: int = 3600
-
     # A token or grant revoked on another instance is refused here within this many seconds (each
     # instance looks for new revocations at most this often; 0 = a database lookup on every request).
     revocation_check_seconds: float = 2.0
+
     # Background jobs (Bulk Data export) run on every instance unless turned off here.
     jobs_enabled: bool = True
     export_retention_hours: float = 24.0
@@ -56,6 +61,9 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     # AuditEvents are kept at least this long (12 months and more), then purged by the server.
     audit_retention_days: int = 400
+    # Login AuditEvents (DCM 110114) are kept longer: monthly active users must be countable for 18 months
+    # (CCTP §3.1.3.5); 560 days cover any 18 calendar months. The larger of the two applies.
+    login_audit_retention_days: int = 560
     # DUI rule: a practitioner sees only the usagers whose active CareTeam lists them (auth/policy.py).
     care_team_required: bool = False
 
@@ -110,6 +118,17 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_timeout_seconds: float = 10.0
 
+    # Notifications (jobs/outbox.py: Subscription rest-hooks, téléexpertise e-mails and SMS). The SMS
+    # gateway gets `POST {url}` with JSON {"to": "+33…", "text": "…"} and `Authorization: Bearer {token}`.
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str = ""
+    # The web application's link in notices; a `{id}` in it is replaced by the dossier's ServiceRequest id.
+    app_url: str | None = None
+    # Failed deliveries are retried after retry_seconds, doubling each time (at most an hour), then given up.
+    notify_max_attempts: int = 8
+    notify_retry_seconds: float = 30.0
+    notify_timeout_seconds: float = 10.0
+
     # HL7 v2 over MLLP (fhir_server/mllp.py, mappings/hl7v2/): the listener's port; 0 = off.
     mllp_port: int = 0
     # Its address; default: `host`.
@@ -120,6 +139,25 @@ class Settings(BaseSettings):
     hl7v2_identifier_systems: dict[str, str] = {}
     # Time zone of HL7 v2 timestamps sent without an offset.
     hl7v2_timezone: str = "Europe/Paris"
+    # Outbound HL7 v2 peers (mappings/hl7v2/outbound.py, jobs/hl7_outbox.py): name -> {"host", "port",
+    # "message": "MDM"|"ORU", "receiving_application", "receiving_facility", "sending_application",
+    # "sending_facility", "timeout", "max_attempts"}; and the retry back-off (base × 2^n, capped).
+    hl7_peers: dict[str, dict[str, Any]] = {}
+    hl7_retry_base_seconds: float = 5.0
+    hl7_retry_max_seconds: float = 600.0
+
+    # DICOM networking (dicomweb/dimse.py, scu.py, nodes.py): the SCP's port (0 = off), address
+    # (default: `host`) and AE title; the known nodes, JSON {"AET": {"host": ..., "port": ...}}; when
+    # dicom_known_callers_only, associations from AE titles not in dicom_nodes are rejected.
+    dicom_port: int = 0
+    dicom_host: str | None = None
+    dicom_aet: str = "FHIRSERVER"
+    dicom_nodes: dict[str, dict[str, Any]] = {}
+    dicom_known_callers_only: bool = False
+    # Timeout of a DIMSE exchange (association, one response) with a peer, in seconds.
+    dicom_timeout_seconds: float = 60.0
+    # DICOMweb (dicomweb/): the largest STOW-RS request body accepted (413 beyond).
+    dicomweb_max_stow_bytes: int = 4 * 1024 * 1024 * 1024
 
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")

@@ -33,6 +33,8 @@ class ServerContext:
     dicom: Any = None
     # The audit queue (audit.AuditTrail), when the server runs one.
     audit: Any = None
+    # The durable delivery queue (jobs/outbox.Outbox: Subscription rest-hooks, e-mails, SMS), once installed.
+    outbox: Any = None
 
 
 def server(request: Request) -> ServerContext:

@@ -374,7 +374,10 @@ async def test_logins_are_audited(oauth: httpx.AsyncClient, client: httpx.AsyncC
     assert [e["outcome"] for e in events] == ["4", "0"]
     assert events[0]["outcomeDesc"].startswith("psc: invalid id_token")
     assert events[1]["outcomeDesc"] == "psc: success"
-    assert events[1]["agent"][0]["who"]["identifier"]["value"] == "smart-app"
+    # Who logged in (the Practitioner the RPPS number maps to), through which client.
+    assert events[1]["agent"][0]["who"]["reference"].startswith("Practitioner/")
+    assert events[1]["agent"][0]["altId"] == "smart-app"
+    assert "reference" not in events[0]["agent"][0]["who"]  # a refused login names no user
 
 
 async def test_provider_disabled(ferretdb_uri: str, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The fallback local login (auth/local_login.py): password, then a one-time code received by a real SMTP
-server (aiosmtpd on 127.0.0.1) run by the test."""
+server (aiosmtpd on 127.0.0.1) or by SMS through a real HTTP gateway sink, both run by the test."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from fhir_server.auth.local_login import COOKIE, SESSION_PREFIX, USERS, hash_pas
 from fhir_server.auth.oauth import CODES
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
+from tests.http_sink import Sink, serve
 
 ORIGIN = "http://testserver"
 REDIRECT = "https://app.example.fr/callback"
@@ -63,8 +64,13 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 
 
 @pytest.fixture(scope="module")
+def sms_gateway() -> Iterator[Sink]:
+    yield from serve(Sink())
+
+
+@pytest.fixture(scope="module")
 async def settings(
-    ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory, mailbox: tuple[Mailbox, int]
+    ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory, mailbox: tuple[Mailbox, int], sms_gateway: Sink
 ) -> Settings:
     data = tmp_path_factory.mktemp("data")
     clients_file = data / "clients.json"
@@ -83,6 +89,8 @@ async def settings(
         smtp_host="127.0.0.1",
         smtp_port=mailbox[1],
         smtp_from="fhir@example.fr",
+        sms_gateway_url=sms_gateway.base + "/sms",
+        sms_gateway_token="gateway-secret",
     )
 
 
@@ -216,6 +224,43 @@ async def test_full_flow(
     assert await db(app)[CODES].count_documents({"login": "jdupont"}) == 0
     events = await login_events(client, 3)
     assert events[0] == "local-otp: success" and "local-password: success" in events
+
+
+async def test_code_by_sms(
+    oauth: httpx.AsyncClient, client: httpx.AsyncClient, sms_gateway: Sink, mailbox: tuple[Mailbox, int]
+) -> None:
+    r = await client.patch(ORIGIN + "/oauth/users/texto", json={"phone": "12"})
+    assert r.status_code == 400 and "phone" in r.json()["error_description"]
+    acct = await account(client, "texto", phone="06 12 34 56 78", otp_channel="sms")
+    assert acct["phone"] == "+33612345678" and acct["otp_channel"] == "sms"
+    r = await client.patch(ORIGIN + "/oauth/users/texto", json={"phone": "12"})
+    assert r.status_code == 400 and "phone" in r.json()["error_description"]
+    verifier, challenge = pkce()
+    await start(oauth, challenge)
+    mails_before = len(mailbox[0].messages)
+    r = await password(oauth, "texto")
+    assert r.status_code == 200 and 'name="code"' in r.text, r.text
+    sms = sms_gateway.to("/sms")[-1]
+    assert sms.headers["authorization"] == "Bearer gateway-secret"
+    assert sms.json()["to"] == "+33612345678"
+    otp = re.search(r"\b(\d{6})\b", sms.json()["text"]).group(1)  # type: ignore[union-attr]
+    assert len(mailbox[0].messages) == mails_before  # not by e-mail too
+    r = await code(oauth, otp)
+    assert r.status_code == 302, r.text
+    r = await exchange(oauth, r.headers["location"], verifier)
+    assert claims_of(r.json()["access_token"])["fhirUser"] == acct["user"]
+
+
+async def test_sms_gateway_down_ends_the_login(
+    oauth: httpx.AsyncClient, client: httpx.AsyncClient, sms_gateway: Sink
+) -> None:
+    await account(client, "texto2", phone="+33611111111", otp_channel="sms")
+    _, challenge = pkce()
+    await start(oauth, challenge)
+    sms_gateway.failures["/sms"] = 1
+    r = await password(oauth, "texto2")
+    assert r.status_code == 503 and 'name="code"' not in r.text
+    assert (await login_events(client, 1))[0].startswith("local-otp: the code could not be sent to 'texto2'")
 
 
 async def test_wrong_password(oauth: httpx.AsyncClient, client: httpx.AsyncClient, app: Any) -> None:

@@ -23,20 +23,24 @@ Accounts (admin API: a Bearer token with scope `system/*.*`, like `/oauth/client
       {
         "login": "jdupont",                      # required, [A-Za-z0-9._@+-]{1,128}, stored lower-case
         "user": "Practitioner/123",              # required: an existing Practitioner, Patient or RelatedPerson
-        "email": "jean.dupont@example.fr",       # required: where the one-time codes go
+        "email": "jean.dupont@example.fr",       # required: where the one-time codes go by e-mail
         "password": "Correct-Horse-42",          # required, the policy below
+        "phone": "+33612345678",                 # optional: a mobile number (E.164 or 06…)
+        "otp_channel": "sms",                    # optional: "email" (default) or "sms" (needs phone and
+                                                 #   FHIR_SMS_GATEWAY_URL, jobs/senders.py)
         "disabled": false                        # optional
       }
   answers 201 with the account (never the password hash), 409 if the login exists;
 - `GET /oauth/users/{login}`, `DELETE /oauth/users/{login}`;
-- `PATCH /oauth/users/{login}`  with any of `password`, `email`, `user`, `disabled`, and `"unlock": true`
+- `PATCH /oauth/users/{login}`  with any of `password`, `email`, `phone`, `otp_channel`, `user`, `disabled`,
+  and `"unlock": true`
   (a new password also unlocks).
 
 Password policy: at least 12 characters, at least 3 of the 4 classes (lower case, upper case, digit,
 other), not containing the login; else 400 `{"error": "invalid_password", "error_description": ...}`.
 
 State, single-document operations and equality filters only (FerretDB v1): `local_users` {_id: login,
-user, email, password_hash ("scrypt$n$r$p$salt$hash", base64), failures, locked_until, disabled,
+user, email, phone, otp_channel, password_hash ("scrypt$n$r$p$salt$hash", base64), failures, locked_until, disabled,
 created, updated, last_login}; the login sessions are kept in `oauth_codes` (and purged with its other
 expired documents) {_id: "local:" + sha256 of the cookie value, authz, client_id, stage "password" |
 "otp", login, otp (sha256 of cookie value + code), otp_exp, otp_attempts, last, exp}.
@@ -51,12 +55,11 @@ import html
 import re
 import secrets
 import smtplib
-import ssl
 import time
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from starlette.requests import Request
@@ -77,6 +80,7 @@ from fhir_server.auth.oauth import (
     auth_server,
     complete_authorization,
 )
+from fhir_server.jobs.senders import NotConfigured, normalise_phone, send_mail, send_sms
 
 USERS = "local_users"
 SESSION_PREFIX = "local:"
@@ -85,6 +89,7 @@ MAX_FAILURES = 5
 OTP_DIGITS = 6
 OTP_LIFETIME = 300
 OTP_ATTEMPTS = 3
+OTP_CHANNELS = ("email", "sms")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 _LOGIN = re.compile(r"^[a-z0-9._@+-]{1,128}$")
@@ -178,7 +183,7 @@ def _cookie_path(srv: AuthServer) -> str:
 
 def _describe(doc: dict[str, Any]) -> dict[str, Any]:
     out = {"login": doc["_id"]}
-    for name in ("user", "email", "disabled", "failures", "locked_until", "created", "updated"):
+    for name in ("user", "email", "phone", "otp_channel", "disabled", "failures", "locked_until", "created", "updated"):
         if doc.get(name) is not None:
             out[name] = doc[name]
     return out
@@ -197,6 +202,15 @@ async def _check_fields(srv: AuthServer, body: dict[str, Any], login: str) -> di
         if not isinstance(body["email"], str) or not _EMAIL.match(body["email"]) or len(body["email"]) > 254:
             raise OAuthError("invalid_request", "email must be an e-mail address")
         out["email"] = body["email"]
+    if "phone" in body:
+        phone = normalise_phone(body["phone"]) if isinstance(body["phone"], str) else None
+        if phone is None:
+            raise OAuthError("invalid_request", "phone must be a telephone number (E.164, or 0X XX XX XX XX)")
+        out["phone"] = phone
+    if "otp_channel" in body:
+        if body["otp_channel"] not in OTP_CHANNELS:
+            raise OAuthError("invalid_request", f"otp_channel must be one of {', '.join(OTP_CHANNELS)}")
+        out["otp_channel"] = body["otp_channel"]
     if "disabled" in body:
         if not isinstance(body["disabled"], bool):
             raise OAuthError("invalid_request", "disabled must be true or false")
@@ -218,7 +232,7 @@ async def users_create(request: Request) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise OAuthError("invalid_request", "the body must be a JSON object")
-        unknown = set(body) - {"login", "user", "email", "password", "disabled"}
+        unknown = set(body) - {"login", "user", "email", "password", "phone", "otp_channel", "disabled"}
         if unknown:
             raise OAuthError("invalid_request", f"unknown fields: {', '.join(sorted(unknown))}")
         login = body.get("login")
@@ -260,7 +274,7 @@ async def users_update(request: Request) -> Response:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise OAuthError("invalid_request", "the body must be a JSON object")
-        unknown = set(body) - {"user", "email", "password", "disabled", "unlock"}
+        unknown = set(body) - {"user", "email", "password", "phone", "otp_channel", "disabled", "unlock"}
         if unknown:
             raise OAuthError("invalid_request", f"unknown fields: {', '.join(sorted(unknown))}")
         fields = await _check_fields(srv, body, login)
@@ -289,31 +303,25 @@ async def users_delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# ---- e-mail ---------------------------------------------------------------------------------------
+# ---- the one-time code, by e-mail or SMS (jobs/senders.py) ----------------------------------------
 
 
-def _send_mail_sync(settings: Any, to: str, code: str) -> None:
-    msg = EmailMessage()
-    msg["From"] = settings.smtp_from
-    msg["To"] = to
-    msg["Subject"] = "Votre code de connexion"
-    minutes = OTP_LIFETIME // 60
-    msg.set_content(
-        f"Votre code de connexion : {code}\n\nIl est valable {minutes} minutes. "
+def _code_text(code: str) -> str:
+    return (
+        f"Votre code de connexion : {code}\n\nIl est valable {OTP_LIFETIME // 60} minutes. "
         "Si vous n'avez pas demandé à vous connecter, ignorez ce message et prévenez votre administrateur.\n"
     )
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
-        if settings.smtp_starttls:
-            smtp.starttls(context=ssl.create_default_context())
-        if settings.smtp_user:
-            smtp.login(settings.smtp_user, settings.smtp_password)
-        smtp.send_message(msg)
 
 
-async def send_code(srv: AuthServer, to: str, code: str) -> None:
-    if not srv.settings.smtp_host or not srv.settings.smtp_from:
-        raise OSError("no SMTP server configured (FHIR_SMTP_HOST, FHIR_SMTP_FROM)")
-    await asyncio.to_thread(_send_mail_sync, srv.settings, to, code)
+async def send_code(srv: AuthServer, account: dict[str, Any], code: str) -> str:
+    """Send the code through the account's channel; where it went (for the audit trail)."""
+    if account.get("otp_channel") == "sms":
+        if not account.get("phone"):
+            raise OSError("the account asks for codes by SMS but has no phone number")
+        await send_sms(srv.settings, account["phone"], f"Code de connexion : {code} (valable {OTP_LIFETIME // 60} min)")
+        return "sms"
+    await send_mail(srv.settings, account["email"], "Votre code de connexion", _code_text(code))
+    return "email"
 
 
 # ---- pages ----------------------------------------------------------------------------------------
@@ -373,11 +381,13 @@ def ended(srv: AuthServer, message: str, status: int = 400) -> HTMLResponse:
 # ---- the login flow -------------------------------------------------------------------------------
 
 
-async def _audit(request: Request, client_id: str | None, mode: str, success: bool, reason: str = "") -> None:
+async def _audit(
+    request: Request, client_id: str | None, mode: str, success: bool, reason: str = "", user: str | None = None
+) -> None:
     from fhir_server import audit
 
     await audit.record_login(
-        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason
+        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason, user=user
     )
 
 
@@ -496,8 +506,8 @@ async def _password_step(request: Request, srv: AuthServer, session: dict[str, A
     )
     await _sessions(srv).delete_one({"_id": session["_id"]})
     try:
-        await send_code(srv, doc["email"], code)
-    except (OSError, smtplib.SMTPException) as exc:
+        await send_code(srv, doc, code)
+    except (OSError, smtplib.SMTPException, httpx.HTTPError, NotConfigured) as exc:
         await _sessions(srv).delete_one({"_id": _session_key(sid)})
         await _audit(request, client_id, "local-otp", False, f"the code could not be sent to {login!r}: {exc}"[:200])
         return ended(srv, "Le code de vérification n'a pas pu être envoyé ; réessayez plus tard.", 503)
@@ -551,7 +561,8 @@ async def _code_step(request: Request, srv: AuthServer, session: dict[str, Any],
     response = await complete_authorization(srv, client, pending, user)
     location = response.headers.get("location", "")
     ok = "?code=" in location or "&code=" in location
-    await _audit(request, client_id, "local-otp", ok, "" if ok else f"login of {user} refused: " + location[-150:])
+    reason = "" if ok else f"login of {user} refused: " + location[-150:]
+    await _audit(request, client_id, "local-otp", ok, reason, user=user if ok else None)
     response.delete_cookie(COOKIE, path=_cookie_path(srv))
     return response
 

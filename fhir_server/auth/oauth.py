@@ -754,11 +754,13 @@ async def complete_authorization(srv: AuthServer, client: Client, pending: dict[
     return _redirect(redirect_uri, {"code": code, "state": state})
 
 
-async def _audit_federated(request: Request, client_id: str | None, mode: str, success: bool, reason: str) -> None:
+async def _audit_federated(
+    request: Request, client_id: str | None, mode: str, success: bool, reason: str, user: str | None = None
+) -> None:
     from fhir_server import audit
 
     await audit.record_login(
-        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason
+        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason, user=user
     )
 
 
@@ -840,7 +842,8 @@ async def federated_callback(request: Request) -> Response:
     response = await complete_authorization(srv, client, doc, user)
     location = response.headers.get("location", "")
     ok = "code" in dict(parse_qsl(urlsplit(location).query))
-    await _audit_federated(request, client_id, name, ok, "" if ok else f"login of {user} refused: " + location[-150:])
+    reason = "" if ok else f"login of {user} refused: " + location[-150:]
+    await _audit_federated(request, client_id, name, ok, reason, user=user if ok else None)
     return response
 
 

@@ -1,6 +1,7 @@
 """Access policy beyond scopes, in one place: security labels and the usager's opposition (Consent deny).
 
-Rules (each reading only the token and the resource, so reads and searches apply the same ones):
+Rules (each reading the token, the resource and what the database says about the user, so reads and
+searches apply the same ones):
 - Confidentiality (`meta.security`, v3-Confidentiality): `R` (restricted) and `V` (very restricted)
   resources are visible to unconfined system tokens, and to user tokens whose `labels` claim clears
   them (`V` clears `R` too).
@@ -13,14 +14,31 @@ Rules (each reading only the token and the resource, so reads and searches apply
 - Care team (`FHIR_CARE_TEAM_REQUIRED=true`, the DUI rule "nothing outside the team that takes care
   of the usager"): a practitioner's user token sees a patient's compartment only when an active
   CareTeam of that patient lists the practitioner (or one of its PractitionerRoles) as participant.
+- Téléexpertise dossiers (a practitioner with téléexpertise PractitionerRoles, teleexpertise/directory.py):
+  the resources of a dossier (teleexpertise/access.py GOVERNED: ServiceRequest, Task, Patient,
+  QuestionnaireResponse, DiagnosticReport, DocumentReference, Communication(Request), ImagingStudy…) are
+  visible only when their access list (`meta.security`, system tlx-access) shares a code with the user's:
+  the author and the author's communauté, the addressed communautés and professionals, the local
+  administrators of the structures involved; a regional administrator sees them all. A bureau des entrées
+  sees the administrative resources of answered dossiers addressed to its structure, and gets 403 on the
+  medical ones (access.CLINICAL) by read and by search. Searches add one indexed predicate on
+  `i._security.sc`. Other user tokens (no téléexpertise role, e.g. a deactivated one) do not see what
+  carries an access list unless it names them; what carries none keeps the other rules. System tokens
+  are not affected.
+- Audit trail per administrator (spec §8 test 13): a user token sees an AuditEvent only as a téléexpertise
+  administrator. A regional administrator sees them all; a local administrator (`admin-local`) those
+  whose agents name one of their structures or its communautés (the transition events name the acting
+  organisation, audit.py adds the acting user's structures to the others): one indexed predicate on
+  `i.agent.r`, the communautés resolved once per request and only for local administrators. Every
+  other user token sees none; system tokens keep their scopes.
 Refusals on reads answer 404 (existence must not leak); searches simply do not match.
-Later issues add rules here (care team, communauté membership).
+Later issues add rules here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +49,9 @@ from fhir_server.config import REPO_ROOT
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
 from fhir_server.search.compartments import compartment_params
+from fhir_server.teleexpertise.access import CLINICAL, GOVERNED, acl, index_values, user_codes
+from fhir_server.teleexpertise.codes import ACCESS
+from fhir_server.teleexpertise.directory import Principal, resolve_principal
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 NATURES_FILE = REPO_ROOT / "profiles" / "policy" / "information-natures.json"
@@ -48,6 +69,15 @@ class Policy:
     hidden_labels: tuple[tuple[str, str], ...]  # (system, code) pairs this token may not see
     user: str | None  # fhirUser, for Consent actors
     patient_self: str | None  # the Patient the user is, if any
+    # What the database says about this user, resolved once per request (see dossier_principal).
+    resolved: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def practitioner(self) -> str | None:
+        """`Practitioner/<id>` when the user is a practitioner (fhirUser may be an absolute URL)."""
+        if not self.user or "Practitioner/" not in self.user or "PractitionerRole/" in self.user:
+            return None
+        return "Practitioner/" + self.user.rsplit("Practitioner/", 1)[1].strip("/")
 
     @property
     def unrestricted(self) -> bool:
@@ -104,6 +134,9 @@ async def team_patients(ctx: ServerContext, policy: Policy) -> list[str] | None:
 
 async def denied_patients(ctx: ServerContext, policy: Policy) -> list[str]:
     """Patient references whose active Consent denies this user (one indexed query on Consent)."""
+    # Searches call this first: the dossier rule's user is resolved here for search_restriction.
+    await dossier_principal(ctx, policy)
+    await audit_organizations(ctx, policy)
     if policy.user is None:
         return []
     flt = {"res": {"$exists": True}, "i.status.c": "active", "res.provision.type": "deny"}
@@ -122,6 +155,12 @@ def search_restriction(
     policy: Policy, resource_type: str, denied: list[str], team: list[str] | None = None
 ) -> dict[str, Any] | None:
     clauses: list[dict[str, Any]] = []
+    dossier = _dossier_clause(policy, resource_type)
+    if dossier is not None:
+        clauses.append(dossier)
+    audit = _audit_clause(policy, resource_type)
+    if audit is not None:
+        clauses.append(audit)
     if team is not None:
         clauses.append(_within(resource_type, team))
     if policy.hidden_labels:
@@ -163,7 +202,8 @@ async def check_readable(ctx: ServerContext, request: Request, resource_type: st
     if policy.unrestricted:
         return
     hidden = _labels(resource) & set(policy.hidden_labels)
-    refused = bool(hidden)
+    refused = bool(hidden) or not await _dossier_readable(ctx, policy, resource_type, resource)
+    refused = refused or not await _audit_readable(ctx, policy, resource_type, resource)
     team = await team_patients(ctx, policy) if not refused else None
     if team is not None:
         owners = _patients_of(ctx, resource_type, resource)
@@ -179,3 +219,121 @@ async def check_readable(ctx: ServerContext, request: Request, resource_type: st
                 refused = any(set((index.get(p) or {}).get("r", [])) & denied for p in params)
     if refused:
         raise FHIRError(404, f"{resource_type}/{resource.get('id')} is not known", code="not-found")
+
+
+# ---- téléexpertise dossiers ------------------------------------------------------------------------------
+
+
+async def dossier_principal(ctx: ServerContext, policy: Policy) -> Principal | None:
+    """The téléexpertise user behind a practitioner token (None: the dossier rule does not apply)."""
+    if "dossier" not in policy.resolved:
+        practitioner = policy.practitioner
+        policy.resolved["dossier"] = await resolve_principal(ctx, practitioner) if practitioner else None
+    return policy.resolved["dossier"]
+
+
+def _dossier_principal_resolved(policy: Policy) -> Principal | None:
+    if "dossier" not in policy.resolved:
+        if policy.practitioner is None:
+            return None
+        # Fail closed: a caller that skipped denied_patients/check_readable must not see everything.
+        raise RuntimeError("the dossier policy was not resolved before search_restriction")
+    return policy.resolved["dossier"]
+
+
+def _dossier_clause(policy: Policy, resource_type: str) -> dict[str, Any] | None:
+    principal = _dossier_principal_resolved(policy)
+    if resource_type not in GOVERNED or policy.user is None:
+        return None
+    if principal is None:
+        # Other users: what carries an access list is hidden unless it names them; the rest is not
+        # téléexpertise data and keeps the other rules (a `$ne` on the system: not served by an index).
+        who = policy.practitioner or policy.user
+        return {"$or": [{"i._security.s": {"$ne": ACCESS}}, {"i._security.sc": {"$in": index_values([who])}}]}
+    if principal.regional_admin:
+        return None
+    if principal.be_only and resource_type in CLINICAL:
+        raise FHIRError(403, f"a bureau des entrées does not see {resource_type} (medical data)", code="forbidden")
+    return {"i._security.sc": {"$in": index_values(user_codes(principal))}}
+
+
+async def _dossier_readable(ctx: ServerContext, policy: Policy, resource_type: str, resource: dict[str, Any]) -> bool:
+    if resource_type not in GOVERNED:
+        return True
+    principal = await dossier_principal(ctx, policy)
+    if policy.user is None or (principal is not None and principal.regional_admin):
+        return True
+    if principal is not None and principal.be_only and resource_type in CLINICAL:
+        raise FHIRError(403, f"a bureau des entrées does not see {resource_type} (medical data)", code="forbidden")
+    codes = set(user_codes(principal)) if principal is not None else {policy.practitioner or policy.user}
+    if acl(resource) & codes or (principal is None and not acl(resource)):
+        return True
+    # An older version (vread) may predate a grant: the current access list decides.
+    current = await ctx.store.current(resource_type, str(resource.get("id")))
+    return bool(current and current.get("res") and acl(current["res"]) & codes)
+
+
+# ---- the audit trail per administrator -------------------------------------------------------------------
+
+AUDIT_EVENT = "AuditEvent"
+_NOTHING: dict[str, Any] = {"_id": {"$in": []}}
+
+
+async def audit_organizations(ctx: ServerContext, policy: Policy) -> list[str] | None:
+    """Organisations whose AuditEvents this user token sees (None: all of them, or not a user token).
+
+    A local administrator: their structures and those structures' communautés (one indexed query on
+    Organization.partOf, made only for local administrators); other user tokens: none."""
+    if "audit" not in policy.resolved:
+        principal = await dossier_principal(ctx, policy)
+        orgs: list[str] | None = []
+        if policy.user is None or (principal is not None and principal.regional_admin):
+            orgs = None
+        elif principal is not None and principal.admin_structures:
+            structures = sorted(principal.admin_structures)
+            flt = {"res": {"$exists": True}, "i.partof.r": {"$in": structures}}
+            found = await ctx.database.resources("Organization").find(flt, {"_id": 1}).to_list(None)
+            orgs = sorted({*structures, *(f"Organization/{d['_id']}" for d in found)})
+        policy.resolved["audit"] = orgs
+    return policy.resolved["audit"]
+
+
+def _audit_clause(policy: Policy, resource_type: str) -> dict[str, Any] | None:
+    if resource_type != AUDIT_EVENT or policy.user is None:
+        return None
+    if "audit" not in policy.resolved:
+        raise RuntimeError("the audit policy was not resolved before search_restriction")  # fail closed
+    orgs = policy.resolved["audit"]
+    if orgs is None:
+        return None
+    return {"i.agent.r": {"$in": orgs}} if orgs else _NOTHING
+
+
+async def _audit_readable(ctx: ServerContext, policy: Policy, resource_type: str, resource: dict[str, Any]) -> bool:
+    if resource_type != AUDIT_EVENT or policy.user is None:
+        return True
+    orgs = await audit_organizations(ctx, policy)
+    if orgs is None:
+        return True
+    agents = {reference_of_agent(a) for a in resource.get("agent") or [] if isinstance(a, dict)}
+    return bool(agents & set(orgs))
+
+
+def reference_of_agent(agent: dict[str, Any]) -> str | None:
+    who = agent.get("who")
+    return who.get("reference") if isinstance(who, dict) else None
+
+
+async def acting_structures(ctx: ServerContext, request: Request) -> list[str]:
+    """The structures of the user behind a request, for its AuditEvent (audit.py): nothing to resolve
+    for a token that is not a practitioner's; the request's resolution (policy.resolved) is reused."""
+    access = getattr(request.state, "access", None)
+    if access is None:
+        return []
+    policy = request_policy(request)
+    if policy.practitioner is None:
+        return []
+    principal = await dossier_principal(ctx, policy)
+    if principal is None:
+        return []
+    return sorted({m.structure for m in principal.memberships if m.structure})

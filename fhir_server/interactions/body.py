@@ -9,6 +9,8 @@ from starlette.requests import Request
 from fhir_server.context import server
 from fhir_server.errors import FHIRError, OutcomeIssue
 from fhir_server.http import read_resource_body
+from fhir_server.profile_validation import conformance_issues
+from fhir_server.questionnaire_validation import prefetch as prefetch_questionnaires
 from fhir_server.validation import validate_resource
 
 # Issue codes that say "this is not FHIR JSON" (400); the others say "this FHIR content is wrong" (422).
@@ -23,6 +25,9 @@ def validate_or_raise(
     `where` prefixes the diagnostics and FHIRPaths (e.g. "Bundle.entry[3].resource") for bundle entries.
     """
     found = validate_resource(resource, expected_type, model_check=model_check)
+    if isinstance(resource, dict) and not any(i.severity in ("error", "fatal") for i in found):
+        # Our profiles claimed in meta.profile, our extensions, a QuestionnaireResponse against its Questionnaire.
+        found = conformance_issues(resource)
     issues = [i for i in found if i.severity in ("error", "fatal")]
     if not issues:
         return resource
@@ -60,9 +65,22 @@ def check_type(resource: dict[str, Any], resource_type: str) -> None:
 
 
 async def incoming_resource(request: Request, resource_type: str) -> dict[str, Any]:
-    body = await read_resource_body(request, server(request).settings.max_body_bytes)
+    from fhir_server.interactions import binary
+
+    ctx = server(request)
+    if resource_type == "Binary" and binary.is_raw_body(request):
+        raise FHIRError(
+            415, "raw Binary content goes to POST [base]/Binary or PUT [base]/Binary/[id]", code="not-supported"
+        )
+    body = await read_resource_body(request, ctx.settings.max_body_bytes)
     check_type(body, resource_type)
-    return validate_or_raise(body, resource_type)
+    await prefetch_questionnaires(ctx, [body])  # a QuestionnaireResponse's Questionnaire, for validate_or_raise
+    resource = validate_or_raise(body, resource_type)
+    # Binary content and the attachments pointing to it (interactions/binary.py).
+    if resource_type == "Binary":
+        resource = await binary.sanitize_json_binary(ctx, request, resource)
+    await binary.complete_attachments(ctx, resource_type, resource)
+    return resource
 
 
 def check_body_id(resource: dict[str, Any], rid: str) -> None:

@@ -25,10 +25,11 @@ from fhir_server.errors import FHIRError
 from fhir_server.http import fhir_response, parse_etag, prefer_return, read_resource_body, wants_pretty
 from fhir_server.interactions.body import validate_or_raise
 from fhir_server.interactions.conditional import criteria_lease, parse_criteria
+from fhir_server.questionnaire_validation import prefetch as prefetch_questionnaires
 from fhir_server.references import walk_references
 from fhir_server.search.engine import find_current
 from fhir_server.storage.clock import fhir_instant, now_ms
-from fhir_server.storage.store import new_id, stamp
+from fhir_server.storage.store import keep_labels, new_id, stamp
 from fhir_server.storage.transactions import StagedWrite
 from fhir_server.validation import is_known_type
 
@@ -368,6 +369,8 @@ def _plan_writes(ctx: ServerContext, entries: list[Entry]) -> list[StagedWrite]:
                 validate_or_raise(resource, e.rtype, model_check=False, where=f"{e.where}.resource")
             lu = now if not cur or cur.get("lu") is None or cur["lu"] < now else cur["lu"] + timedelta(milliseconds=1)
             version = prev_v + 1
+            if resource is not None and exists:
+                resource = keep_labels(resource, cur.get("res"), ctx.store.sticky_labels)
             stored = stamp(resource, e.target_id, version, lu) if resource is not None else None
             op = "delete" if resource is None else ("create" if not exists else "update")
             e.staged = StagedWrite(
@@ -448,6 +451,9 @@ async def run_transaction(request: Request, ctx: ServerContext, bundle: dict[str
         await _resolve_targets(ctx, ordered, mapping)
         await _rewrite_references(ctx, ordered, mapping)
         await _load_existing(ctx, ordered)
+        # QuestionnaireResponses are validated against their Questionnaire: fetch those first (bodies, patch targets).
+        bodies = [e.resource for e in ordered] + [(e.existing or {}).get("res") for e in ordered if e.method == "PATCH"]
+        await prefetch_questionnaires(ctx, bodies, companions=[e.resource for e in ordered])
         writes = _plan_writes(ctx, ordered)
         if writes:
             await ctx.store.tx.run(writes, now_ms())

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server import FHIR_VERSION, __version__
+from fhir_server import FHIR_VERSION, __version__, conformance
 from fhir_server.context import ServerContext, server
 from fhir_server.http import fhir_response, wants_pretty
 from fhir_server.storage.store import fhir_instant, now_ms
@@ -29,9 +29,12 @@ SYSTEM_INTERACTIONS = ["history-system", "search-system"]
 
 def _resource_entry(ctx: ServerContext, rtype: str) -> dict[str, Any]:
     params = ctx.registry.params_for(rtype)
+    # Our profiles of this type (profiles/, conformance.py): validated on write when claimed.
+    supported = {"supportedProfile": p} if (p := conformance.registry().profiles_by_type().get(rtype)) else {}
     return {
         "type": rtype,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+        **supported,
         "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
         "versioning": "versioned-update",
         "readHistory": True,
@@ -59,6 +62,7 @@ def _statement_body(ctx: ServerContext) -> dict[str, Any]:
         "software": {"name": "fhir-server", "version": __version__},
         "implementation": {"description": "fhir-server FHIR R4 endpoint", "url": ctx.base_url},
         "fhirVersion": FHIR_VERSION,
+        **({"implementationGuide": ig} if (ig := conformance.registry().implementation_guides()) else {}),
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from fhir_server.auth.patient_context import check_writable
 from fhir_server.context import resource_type_of, server
 from fhir_server.http import fhir_response, version_headers, wants_pretty, write_response
+from fhir_server.interactions import binary
 from fhir_server.interactions.body import incoming_resource
 from fhir_server.interactions.conditional import criteria_lease, matching, parse_criteria, single_match
 from fhir_server.storage.store import as_version
@@ -16,6 +17,8 @@ from fhir_server.storage.store import as_version
 async def create(request: Request) -> Response:
     ctx = server(request)
     rtype = resource_type_of(request)
+    if rtype == "Binary" and binary.is_raw_body(request):
+        return await binary.upload(request)  # the content itself, streamed to the blob store
     resource = await incoming_resource(request, rtype)
     # The server assigns the id of a created resource; a client id in the body is ignored.
     resource.pop("id", None)

@@ -19,6 +19,7 @@ from fhir_server.errors import FHIRError
 from fhir_server.http import parse_etag, write_response
 from fhir_server.interactions.body import validate_or_raise
 from fhir_server.interactions.conditional import matched_under_lease
+from fhir_server.questionnaire_validation import prefetch as prefetch_questionnaires
 
 JSON_PATCH = "application/json-patch+json"
 MAX_RETRIES = 20
@@ -67,6 +68,7 @@ async def _patch(request: Request, rtype: str, rid: str) -> Response:
                 code="conflict",
             )
         check_writable(ctx, request, rtype, current.resource)
+        await prefetch_questionnaires(ctx, [current.resource])  # a QuestionnaireResponse's Questionnaire
         patched = _apply(patch, current.resource or {}, rtype, rid)
         check_writable(ctx, request, rtype, patched)
         try:

@@ -43,6 +43,12 @@ async def respond_with_version(request: Request, ctx: ServerContext, version: St
     headers = version_headers(version, ctx.base_url)
     if not_modified(request, version):
         return fhir_response(None, 304, headers)
+    if version.resource_type == "Binary":
+        from fhir_server.interactions import binary
+
+        if binary.wants_raw(request):
+            return await binary.raw_response(request, ctx, version)  # the content, not the resource
+        return fhir_response(await binary.json_representation(ctx, version), 200, headers, pretty=wants_pretty(request))
     return fhir_response(version.resource, 200, headers, pretty=wants_pretty(request))
 
 

@@ -10,6 +10,7 @@ from fhir_server.auth.patient_context import check_writable, restricted_patient
 from fhir_server.context import query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError
 from fhir_server.http import parse_etag, write_response
+from fhir_server.interactions import binary
 from fhir_server.interactions.body import check_body_id, incoming_resource
 from fhir_server.interactions.conditional import criteria_lease, matching, parse_criteria, single_match
 from fhir_server.storage.store import new_id
@@ -18,6 +19,8 @@ from fhir_server.storage.store import new_id
 async def update(request: Request) -> Response:
     ctx = server(request)
     rtype, rid = resource_type_of(request), resource_id_of(request)
+    if rtype == "Binary" and binary.is_raw_body(request):
+        return await binary.upload(request, rid)  # the content itself, streamed to the blob store
     resource = await incoming_resource(request, rtype)
     check_body_id(resource, rid)
     await _check_confined(request, rtype, rid, resource)

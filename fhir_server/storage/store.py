@@ -18,9 +18,10 @@ ever stuck and nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from fhir_server.storage.database import Database
 from fhir_server.storage.transactions import Transactions
 
 IndexFn = Callable[[dict[str, Any]], dict[str, Any]]
+log = logging.getLogger(__name__)
 
 # How long a claimed-but-unpublished version may stay so before another writer rolls it forward.
 CLAIM_LEASE = timedelta(seconds=5)
@@ -75,8 +77,31 @@ def stamp(resource: dict[str, Any], rid: str, version: int, lu: datetime) -> dic
     return out
 
 
+def keep_labels(resource: dict[str, Any], current: dict[str, Any] | None, systems: frozenset[str]) -> dict[str, Any]:
+    """`resource` with the `meta.security` codings of `systems` the current version has and it lacks.
+
+    Some security labels are the server's, not the client's (the téléexpertise access lists,
+    teleexpertise/access.py): a writer that replaces a resource whole (a PUT from an interface, an HL7
+    v2 upsert, a transaction) must not drop them, or the resource would vanish for the users it is
+    shared with. Those lists only ever grow, so keeping the union is always right.
+    """
+    if not systems or not current:
+        return resource
+    old = [s for s in (current.get("meta") or {}).get("security") or [] if s.get("system") in systems]
+    new = list((resource.get("meta") or {}).get("security") or [])
+    present = {(n.get("system"), n.get("code")) for n in new if isinstance(n, dict)}
+    missing = [s for s in old if (s.get("system"), s.get("code")) not in present]
+    if not missing:
+        return resource
+    return {**resource, "meta": {**(resource.get("meta") or {}), "security": new + missing}}
+
+
 def as_version(resource_type: str, doc: dict[str, Any], created: bool = False) -> StoredVersion:
     return StoredVersion(resource_type, doc.get("id", doc["_id"]), doc["v"], doc["lu"], doc.get("res"), created)
+
+
+# Called with the versions a successful write (or committed transaction) made visible; see observe().
+WriteObserver = Callable[[list["StoredVersion"]], Awaitable[None]]
 
 
 class ResourceStore:
@@ -84,6 +109,26 @@ class ResourceStore:
         self.database = database
         self.index_fn = index_fn
         self.tx = Transactions(database)
+        # meta.security systems the server manages: kept from version to version (keep_labels).
+        self.sticky_labels: frozenset[str] = frozenset()
+        # Subscriptions (subscriptions/registry.py) watch every write through here.
+        self.observers: list[WriteObserver] = []
+        self.tx.after_commit = self._after_transaction
+
+    async def observe(self, versions: list[StoredVersion]) -> None:
+        """Tell the observers about published versions. They must be cheap (enqueue at most); their
+        failure is logged and never fails the write, which has already happened."""
+        for observer in self.observers:
+            try:
+                await observer(versions)
+            except Exception:
+                log.exception("write observer failed")
+
+    async def _after_transaction(self, writes: list[Any]) -> None:
+        if self.observers:
+            await self.observe(
+                [StoredVersion(w.resource_type, w.id, w.version, w.lu, w.resource, w.op == "create") for w in writes]
+            )
 
     # ---- reads ------------------------------------------------------------------------------------
 
@@ -137,7 +182,10 @@ class ResourceStore:
             self.database.history.insert_one(history_doc),
             self.database.resources(resource_type).insert_one(current),
         )
-        return StoredVersion(resource_type, rid, 1, lu, stored, created=True)
+        version = StoredVersion(resource_type, rid, 1, lu, stored, created=True)
+        if self.observers:
+            await self.observe([version])
+        return version
 
     async def delete(self, resource_type: str, rid: str, *, if_match: int | None = None) -> StoredVersion | None:
         """Write a deletion (tombstone) version; None when there is nothing to delete."""
@@ -185,6 +233,8 @@ class ResourceStore:
             if cur is not None and cur["lu"] >= lu:
                 # Keep lastUpdated strictly increasing per resource, so history order is version order.
                 lu = cur["lu"] + timedelta(milliseconds=1)
+            if resource is not None and exists:
+                resource = keep_labels(resource, cur.get("res"), self.sticky_labels)
             stored = stamp(resource, rid, version, lu) if resource is not None else None
             op = "delete" if resource is None else ("create" if not exists else "update")
             history_doc = {
@@ -207,7 +257,10 @@ class ResourceStore:
                 await self._settle_claim(resource_type, rid, cur_v, attempt)
                 continue
             await self._publish(collection, cur_v, history_doc)
-            return StoredVersion(resource_type, rid, version, lu, stored, created=op == "create")
+            written = StoredVersion(resource_type, rid, version, lu, stored, created=op == "create")
+            if self.observers:
+                await self.observe([written])
+            return written
         raise FHIRError(503, f"{resource_type}/{rid} is under heavy concurrent writes; retry", code="transient")
 
     async def _publish(self, collection: Any, prev_v: int, history_doc: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,6 +97,8 @@ class Transactions:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.inject = FailureInjection()
+        # Called with the writes of each transaction this instance committed and applied (storage/store.py).
+        self.after_commit: Callable[[list[StagedWrite]], Awaitable[None]] | None = None
 
     @property
     def journal(self) -> Any:
@@ -174,6 +177,8 @@ class Transactions:
             raise FHIRError(409, "the transaction took too long and was rolled back; retry", code="conflict")
         await self.journal.update_one({"_id": SEQUENCE}, {"$inc": {"n": 1}}, upsert=True)
         await self._apply_in_memory(txid, writes)
+        if self.after_commit is not None:
+            await self.after_commit(writes)
         return txid
 
     async def _stage(self, txid: str, writes: list[StagedWrite]) -> None:
