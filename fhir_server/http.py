@@ -70,11 +70,9 @@ def version_headers(version: StoredVersion, base_url: str, *, location: bool = F
     return headers
 
 
-async def read_resource_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/413/415 OperationOutcome."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype and ctype in XML_FORMATS:
-        raise FHIRError(415, "XML bodies are not supported: send application/fhir+json", code="not-supported")
+async def read_limited_body(request: Request, max_bytes: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it is known to exceed `max_bytes` (from
+    Content-Length, or while streaming a chunked body): never more than the limit in memory."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FHIRError(413, f"request body larger than {max_bytes} bytes", code="too-costly")
@@ -85,7 +83,15 @@ async def read_resource_body(request: Request, max_bytes: int) -> dict[str, Any]
         if size > max_bytes:
             raise FHIRError(413, f"request body larger than {max_bytes} bytes", code="too-costly")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_resource_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413/415 OperationOutcome."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype in XML_FORMATS:
+        raise FHIRError(415, "XML bodies are not supported: send application/fhir+json", code="not-supported")
+    raw = await read_limited_body(request, max_bytes)
     if not raw.strip():
         raise FHIRError(400, "the request has no body", code="invalid")
     try:

@@ -43,7 +43,7 @@ from fhir_server.auth.policy import check_readable
 from fhir_server.auth.scopes import allows
 from fhir_server.context import ServerContext, server
 from fhir_server.errors import FHIRError
-from fhir_server.http import fhir_response, version_headers, wants_pretty, write_response
+from fhir_server.http import fhir_response, read_limited_body, version_headers, wants_pretty, write_response
 from fhir_server.interactions import binary
 from fhir_server.interactions.body import validate_or_raise
 from fhir_server.interactions.conditional import criteria_lease, matching
@@ -70,17 +70,7 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
         raise FHIRError(
             415, f"$from-cda takes a CDA R2 document ({', '.join(sorted(ACCEPTED_TYPES))})", code="not-supported"
         )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FHIRError(413, f"request body larger than {max_bytes} bytes", code="too-costly")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise FHIRError(413, f"request body larger than {max_bytes} bytes", code="too-costly")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_limited_body(request, max_bytes)
     if not raw.strip():
         raise FHIRError(400, "the request has no body", code="invalid")
     return raw

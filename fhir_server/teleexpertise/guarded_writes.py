@@ -36,6 +36,7 @@ from starlette.responses import Response
 from fhir_server.auth.policy import dossier_principal, request_policy
 from fhir_server.context import ServerContext, query_items, resource_id_of, resource_type_of, server
 from fhir_server.errors import FHIRError
+from fhir_server.http import read_limited_body
 from fhir_server.interactions import binary
 from fhir_server.interactions import bundle as bundle_
 from fhir_server.interactions import create as create_
@@ -84,18 +85,8 @@ def _user_token(request: Request) -> bool:
 async def _json_body(request: Request, ctx: ServerContext) -> Any:
     """The parsed body, kept on the request so the interaction that runs next reads the same bytes
     (None when it is not JSON: that interaction answers the error)."""
-    limit = ctx.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise FHIRError(413, f"request body larger than {limit} bytes", code="too-costly")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FHIRError(413, f"request body larger than {limit} bytes", code="too-costly")
-        chunks.append(chunk)
-    request._body = b"".join(chunks)  # Starlette's own cache: request.stream() replays it
+    # Kept in Starlette's own cache: request.stream() replays it for the interaction that runs next.
+    request._body = await read_limited_body(request, ctx.settings.max_body_bytes)
     try:
         return orjson.loads(request._body)
     except orjson.JSONDecodeError:
