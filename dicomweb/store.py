@@ -543,11 +543,13 @@ class DicomStore:
     async def _complete(self, study_uid: str) -> None:
         self._counts.pop(study_uid, None)  # the recount below supersedes them
         self._counted.pop(study_uid, None)
-        study = await self.study_doc(study_uid)
+        # One read of the study's instances serves both the recount and the ImagingStudy (the three reads
+        # concurrently: one round trip of waiting).
+        study, series_docs, instances = await asyncio.gather(
+            self.study_doc(study_uid), self.series_docs(study_uid), self.study_members(study_uid)
+        )
         if study is None:
             return
-        # One read of the study's instances serves both the recount and the ImagingStudy.
-        series_docs, instances = await asyncio.gather(self.series_docs(study_uid), self.study_members(study_uid))
         await self._apply_counts(study, series_docs, instances, {"status": "complete", "updated": now_ms()})
         await self._flush(study_uid, "available", (study, series_docs, instances))
 
