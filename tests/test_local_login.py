@@ -263,6 +263,36 @@ async def test_sms_gateway_down_ends_the_login(
     assert (await login_events(client, 1))[0].startswith("local-otp: the code could not be sent to 'texto2'")
 
 
+async def test_an_administrator_switches_the_local_login_off(
+    oauth: httpx.AsyncClient, client: httpx.AsyncClient, mailbox: tuple[Mailbox, int]
+) -> None:
+    """Spec téléexpertise §8 test 15: with the mode switched off by an administrator, password+OTP → 401."""
+    await account(client, "offmode")
+    _, challenge = pkce()
+    await start(oauth, challenge)  # a login already under way when the mode is switched off
+    anonymous = await oauth.put(ORIGIN + "/oauth/login-modes", json={"disabled": ["local"]})
+    assert anonymous.status_code == 401
+    r = await client.put(ORIGIN + "/oauth/login-modes", json={"disabled": ["nope"]})
+    assert r.status_code == 400
+    r = await client.put(ORIGIN + "/oauth/login-modes", json={"disabled": ["local"]})
+    assert r.status_code == 200 and r.json()["disabled"] == ["local"]
+    try:
+        r = await password(oauth, "offmode")
+        assert r.status_code == 401 and 'name="code"' not in r.text
+        assert "switched off" in r.json()["error_description"]
+        assert (await login_events(client, 1))[0].startswith("local-login: the login mode 'local' is switched off")
+        r = await client.get("AuditEvent", params={"subtype": "110129"})
+        assert r.json()["entry"][0]["resource"]["outcomeDesc"] == "login modes switched off: local"
+    finally:
+        r = await client.put(ORIGIN + "/oauth/login-modes", json={"disabled": []})
+        assert r.status_code == 200 and r.json()["disabled"] == []
+    # Switched on again: the login works.
+    _, challenge = pkce()
+    await start(oauth, challenge)
+    r = await password(oauth, "offmode")
+    assert r.status_code == 200 and 'name="code"' in r.text
+
+
 async def test_wrong_password(oauth: httpx.AsyncClient, client: httpx.AsyncClient, app: Any) -> None:
     await account(client, "wrongpw")
     _, challenge = pkce()

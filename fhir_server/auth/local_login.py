@@ -66,6 +66,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from fhir_server.auth import login_modes
 from fhir_server.auth.clients import ClientError
 from fhir_server.auth.oauth import (
     USER_TYPES,
@@ -420,6 +421,7 @@ async def login_page(request: Request) -> Response:
     """`GET /oauth/login/local?authz=<id>`: a new login session, and the password form."""
     try:
         srv = _enabled(request)
+        await login_modes.refuse_if_disabled(srv, "local")
     except OAuthError as exc:
         return _error(exc)
     authz = request.query_params.get("authz", "")
@@ -439,7 +441,10 @@ async def login_submit(request: Request) -> Response:
     try:
         srv = _enabled(request)
         form = await _form(request)
+        await login_modes.refuse_if_disabled(srv, "local")
     except OAuthError as exc:
+        if exc.status == 401:
+            await _audit(request, None, "local-login", False, exc.description)
         return _error(exc)
     sid = request.cookies.get(COOKIE, "")
     sessions = _sessions(srv)

@@ -75,6 +75,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fhir_server.auth import login_modes
 from fhir_server.auth.clients import Client, ClientError, ClientRegistry, parse_client
 from fhir_server.auth.federation import Federation, FederationError, pkce_pair
 from fhir_server.auth.jwks import AssertionRejected, server_jwks, unverified_claims, verify_client_assertion
@@ -683,7 +684,8 @@ async def authorize(request: Request) -> Response:
         "launch": q.get("launch"),
         "patient": q.get("patient"),
     }
-    enabled = [*srv.federation.providers, *(["local"] if srv.settings.local_login else [])]
+    off = await login_modes.disabled_modes(srv.ctx.database.db)  # switched off by an administrator
+    enabled = [m for m in login_modes.configured_modes(srv) if m not in off]
     if enabled and not (srv.settings.oauth_dev_login and "user" in q):
         wanted = q.get("idp") or q.get("login_hint")
         provider = wanted if wanted in enabled else next(iter(enabled))
@@ -778,6 +780,10 @@ async def federated_login(request: Request) -> Response:
     provider = srv.federation.providers.get(name)
     if provider is None:
         return _error(OAuthError("invalid_request", f"login provider {name!r} is not enabled", 404))
+    try:
+        await login_modes.refuse_if_disabled(srv, name)
+    except OAuthError as exc:
+        return _error(exc)
     doc = await srv.codes.find_one({"_id": "authz:" + request.query_params.get("authz", "")})
     if doc is None or doc["exp"] < _now() or doc.get("provider") != name:
         return _error(OAuthError("invalid_request", "unknown or expired authorization request"))
@@ -828,6 +834,8 @@ async def federated_callback(request: Request) -> Response:
     if client is None or doc["redirect_uri"] not in client.redirect_uris:
         await _audit_federated(request, client_id, name, False, "the client is no longer registered")
         return _error(OAuthError("invalid_request", "the client is no longer registered"))
+    if name in await login_modes.disabled_modes(srv.ctx.database.db):
+        return await denied(f"the login mode {name!r} is switched off by an administrator")
     if q.get("error") or not q.get("code"):
         return await denied(f"the identity provider refused the login: {q.get('error') or 'no code'}"[:200])
     try:
@@ -1021,6 +1029,8 @@ def routes(fhir_prefix: str = "/fhir") -> list[Route]:
         Route("/oauth/revoke", revoke, methods=["POST"]),
         Route("/oauth/introspect", introspect, methods=["POST"]),
         Route("/oauth/launch", create_launch, methods=["POST"]),
+        Route("/oauth/login-modes", login_modes.get_modes, methods=["GET"]),
+        Route("/oauth/login-modes", login_modes.put_modes, methods=["PUT"]),
         Route("/oauth/clients", clients_list, methods=["GET"]),
         Route("/oauth/clients", clients_create, methods=["POST"]),
         Route("/oauth/clients/{client_id}", clients_read, methods=["GET"]),
