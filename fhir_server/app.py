@@ -31,7 +31,7 @@ from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
 from fhir_server.hardening import EXPOSED_HEADERS, RateLimiter, SecurityHeadersMiddleware
 from fhir_server.http import check_format, outcome_response, wants_pretty
-from fhir_server.interactions import bundle, capabilities, create, delete, history, patch, read, search, update, vread
+from fhir_server.interactions import capabilities, read, search, vread
 from fhir_server.jobs.export import purge_expired, run_export
 from fhir_server.jobs.notifications import install as install_notifications
 from fhir_server.jobs.queue import JobQueue
@@ -148,6 +148,7 @@ def _routes() -> list[Route]:
         send_hl7,  # HL7 v2 outbound (FHIR_HL7_PEERS)
     )
     from fhir_server.operations.activity_export import route as activity_export_route  # téléexpertise
+    from fhir_server.teleexpertise import guarded_writes as guarded
     from fhir_server.teleexpertise.routes import routes as teleexpertise_routes
 
     return [
@@ -168,28 +169,30 @@ def _routes() -> list[Route]:
         r("/$export-status/{job}", export.export_status, ["GET"], "export"),
         r("/$export-status/{job}", export.export_delete, ["DELETE"], "export"),
         r("/$export-file/{job}/{name}", export.export_file, ["GET"], "export"),
-        # Téléexpertise operations, and generic writes/bundles/history with its rules in front (before /{type}).
-        *teleexpertise_routes(r, fhir_endpoint, FHIR_PREFIX),
+        # Téléexpertise operations (before /{type}/{id}).
+        *teleexpertise_routes(r),
         activity_export_route(FHIR_PREFIX, fhir_endpoint),  # GET /$activity-export (checks its own scopes)
+        # Writes, bundles and history go through the téléexpertise rules first (teleexpertise/guarded_writes.py),
+        # which hand each request on to the generic interaction once they hold.
         r("/", search.search_system, ["GET"], "s"),
-        r("/", bundle.bundle, ["POST"], "*"),
+        r("/", guarded.bundle, ["POST"], "*"),
         # Clients often write the base URL with a trailing slash.
         Route(FHIR_PREFIX + "/", fhir_endpoint(search.search_system, "s"), methods=["GET"]),
-        Route(FHIR_PREFIX + "/", fhir_endpoint(bundle.bundle, "*"), methods=["POST"]),
+        Route(FHIR_PREFIX + "/", fhir_endpoint(guarded.bundle, "*"), methods=["POST"]),
         r("/_search", search.search_system, ["POST"], "s"),
-        r("/_history", history.system_history, ["GET"], "r"),
+        r("/_history", guarded.system_history, ["GET"], "r"),
         r("/{type}", search.search_type, ["GET"], "s"),
-        r("/{type}", create.create, ["POST"], "c"),
-        r("/{type}", update.conditional_update, ["PUT"], "u"),
-        r("/{type}", patch.conditional_patch, ["PATCH"], "u"),
-        r("/{type}", delete.conditional_delete, ["DELETE"], "d"),
+        r("/{type}", guarded.create, ["POST"], "c"),
+        r("/{type}", guarded.conditional_update, ["PUT"], "u"),
+        r("/{type}", guarded.conditional_patch, ["PATCH"], "u"),
+        r("/{type}", guarded.conditional_delete, ["DELETE"], "d"),
         r("/{type}/_search", search.search_type_post, ["POST"], "s"),
-        r("/{type}/_history", history.type_history, ["GET"], "r"),
+        r("/{type}/_history", guarded.type_history, ["GET"], "r"),
         r("/{type}/{id}", read.read, ["GET"], "r"),
-        r("/{type}/{id}", update.update, ["PUT"], "u"),
-        r("/{type}/{id}", patch.patch, ["PATCH"], "u"),
-        r("/{type}/{id}", delete.delete, ["DELETE"], "d"),
-        r("/{type}/{id}/_history", history.instance_history, ["GET"], "r"),
+        r("/{type}/{id}", guarded.update, ["PUT"], "u"),
+        r("/{type}/{id}", guarded.patch, ["PATCH"], "u"),
+        r("/{type}/{id}", guarded.delete, ["DELETE"], "d"),
+        r("/{type}/{id}/_history", guarded.instance_history, ["GET"], "r"),
         r("/{type}/{id}/_history/{vid}", vread.vread, ["GET"], "r"),
         r("/{compartment}/{id}/{type}", search.search_compartment, ["GET"], "s"),
     ]

@@ -1,10 +1,10 @@
-"""The téléexpertise routes, spliced into app.py's route list before the generic `/{type}` ones.
+"""The téléexpertise operations, spliced into app.py's route list before the generic `/{type}` ones.
 
-The workflow operations, and the generic write/bundle/history interactions taken over by
-guarded_writes.py (which hands every request back to the generic handler once its rules hold; same
-function names, so the audit trail records the same interaction codes). Operations are routed with the
-action `*` (token required, no blanket scope check): each checks the scope it needs on Task or
-ServiceRequest itself (dossier.acting_user).
+(The generic write/bundle/history routes of app.py call guarded_writes.py, which applies the
+téléexpertise rules and hands every request on to the generic handler; same function names, so the
+audit trail records the same interaction codes.) Operations are routed with the action `*` (token
+required, no blanket scope check): each checks the scope it needs on Task or ServiceRequest itself
+(dossier.acting_user).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fhir_server.interactions import search
 from fhir_server.operations import (
     task_accept,
     task_close,
@@ -28,13 +27,12 @@ from fhir_server.operations import (
     tlx_link_imaging,
     tlx_send,
 )
-from fhir_server.teleexpertise import guarded_writes as g
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 RouteFactory = Callable[[str, Endpoint, list[str], str | None], Route]
 
 
-def routes(r: RouteFactory, wrap: Callable[[Endpoint, str | None], Endpoint], prefix: str) -> list[Route]:
+def routes(r: RouteFactory) -> list[Route]:
     return [
         r("/ServiceRequest/{id}/$send", tlx_send.send, ["POST"], "*"),
         r("/ServiceRequest/{id}/$readdress", task_readdress.readdress_request, ["POST"], "*"),
@@ -49,19 +47,4 @@ def routes(r: RouteFactory, wrap: Callable[[Endpoint, str | None], Endpoint], pr
         r("/Task/{id}/$close", task_close.close_task, ["POST"], "*"),
         r("/Task/{id}/$refuse", task_refuse.refuse, ["POST"], "*"),
         r("/Task/{id}/$readdress", task_readdress.readdress_task, ["POST"], "*"),
-        # Generic interactions with the téléexpertise rules in front (guarded_writes.py).
-        r("/", g.bundle, ["POST"], "*"),
-        Route(prefix + "/", wrap(g.bundle, "*"), methods=["POST"]),
-        r("/_history", g.system_history, ["GET"], "r"),
-        # A literal segment the `/{type}` POST below would otherwise take for a resource type.
-        r("/_search", search.search_system, ["POST"], "s"),
-        r("/{type}", g.create, ["POST"], "c"),
-        r("/{type}", g.conditional_update, ["PUT"], "u"),
-        r("/{type}", g.conditional_patch, ["PATCH"], "u"),
-        r("/{type}", g.conditional_delete, ["DELETE"], "d"),
-        r("/{type}/_history", g.type_history, ["GET"], "r"),
-        r("/{type}/{id}", g.update, ["PUT"], "u"),
-        r("/{type}/{id}", g.patch, ["PATCH"], "u"),
-        r("/{type}/{id}", g.delete, ["DELETE"], "d"),
-        r("/{type}/{id}/_history", g.instance_history, ["GET"], "r"),
     ]
