@@ -4,26 +4,23 @@ server (aiosmtpd on 127.0.0.1) or by SMS through a real HTTP gateway sink, both 
 from __future__ import annotations
 
 import base64
-import email
 import hashlib
 import json
 import re
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
-from email.policy import default as default_policy
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from fhir_server.auth.local_login import COOKIE, SESSION_PREFIX, USERS, hash_password
 from fhir_server.auth.oauth import CODES
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
 from tests.http_sink import Sink, serve
+from tests.smtp_sink import Mailbox, run_mailbox
 
 ORIGIN = "http://testserver"
 REDIRECT = "https://app.example.fr/callback"
@@ -31,36 +28,9 @@ LOGIN_URL = ORIGIN + "/oauth/login/local"
 PASSWORD = "Tres-Secret-2026"
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=default_policy)
-        msg["X-Rcpt"] = ", ".join(envelope.rcpt_tos)
-        self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 OK"
-
-    def last_code(self, to: str) -> str:
-        for msg in reversed(self.messages):
-            if to.lower() in msg["X-Rcpt"].lower():
-                body = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
-                match = re.search(r"\b(\d{6})\b", body)
-                assert match, body
-                return match.group(1)
-        raise AssertionError(f"no mail for {to}")
-
-
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
+    yield from run_mailbox()
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,12 @@ a local HTTP sink standing for the SMS gateway, with no medical content, each re
 
 from __future__ import annotations
 
-import email
-import socket
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from fhir_server.config import Settings
 from fhir_server.jobs.senders import normalise_phone
@@ -20,6 +16,7 @@ from fhir_server.teleexpertise.notify import notify
 from tests.conftest import make_settings
 from tests.helpers import put
 from tests.http_sink import Sink, drained, serve, started_app, until
+from tests.smtp_sink import Mailbox, run_mailbox
 
 APP_URL = "https://tlx.example.fr/dossiers/{id}"
 SMS_TOKEN = "sms-gateway-secret"
@@ -30,28 +27,6 @@ CLINICAL = ["Suspicion d'AVC ischémique sylvien gauche", "NIHSS", "hémiplégie
 FORBIDDEN = [PATIENT_FAMILY, PATIENT_GIVEN, *CLINICAL]
 
 
-class Mailbox:
-    """An SMTP server's handler: keeps every message, refuses recipients whose address contains 'refuse'."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if "refuse" in address:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=default_policy)
-        msg["X-Rcpt"] = ", ".join(envelope.rcpt_tos)
-        self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address in m["X-Rcpt"]]
-
-
 def body(msg: EmailMessage) -> str:
     # As sent: SMTP carries CRLF line ends, the text had LF ones.
     return msg.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
@@ -59,14 +34,7 @@ def body(msg: EmailMessage) -> str:
 
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
+    yield from run_mailbox()
 
 
 @pytest.fixture(scope="module")
