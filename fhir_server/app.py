@@ -255,13 +255,13 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         jobs.runners["export"] = partial(run_export, app.state.server)
         app.state.jobs = jobs
         outbox = await install_notifications(app.state.server)  # Subscriptions, e-mails, SMS (jobs/outbox.py)
-        background = [asyncio.create_task(_maintenance(app.state.server))]
-        background.append(asyncio.create_task(outbox.loop(deliver=settings.jobs_enabled)))
+        background = [asyncio.create_task(_maintenance(app.state.server), name="maintenance")]
+        background.append(asyncio.create_task(outbox.loop(deliver=settings.jobs_enabled), name="outbox"))
         if settings.audit_enabled:
             app.state.server.audit = audit.AuditTrail(app.state.server)
-            background.append(asyncio.create_task(app.state.server.audit.loop()))
+            background.append(asyncio.create_task(app.state.server.audit.loop(), name="audit"))
         if settings.jobs_enabled:
-            background.append(asyncio.create_task(jobs.loop()))
+            background.append(asyncio.create_task(jobs.loop(), name="jobs"))
         from fhir_server.jobs import hl7_outbox  # HL7 v2 peers (FHIR_HL7_PEERS): the MLLP outbound queue
 
         background += hl7_outbox.start(app)
@@ -290,9 +290,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             await app.state.dicom.close()
             for task in background:
                 task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Bounded: a loop that failed to stop must not hold the shutdown (and the port) forever.
+            _, stuck = await asyncio.wait(background, timeout=15) if background else (set(), set())
+            for task in stuck:
+                log.error("background task did not stop on shutdown", extra={"task": task.get_name()})
             if app.state.server.audit is not None:
                 with contextlib.suppress(Exception):  # what stays queued is written by the next drain
                     await app.state.server.audit.drain()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 from typing import Any
 
@@ -24,6 +23,7 @@ from pymongo.errors import BulkWriteError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server.aio import wait_event
 from fhir_server.context import ServerContext
 from fhir_server.storage.clock import fhir_instant, now_ms
 from fhir_server.storage.store import history_id, new_id, stamp
@@ -276,8 +276,7 @@ class AuditTrail:
 
     async def loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=5.0)  # 5 s: events queued by other instances
+            await wait_event(self._wake, 5.0)  # 5 s: events queued by other instances
             self._wake.clear()
             await asyncio.sleep(self.delay)
             try:

@@ -48,10 +48,13 @@ async def send(host: str, port: int, payload: bytes, control_id: str, timeout: f
     """Send one framed message and return the peer's ACK for it."""
     writer = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        # asyncio.timeout, not wait_for: a shutdown's cancellation must not be lost (see fhir_server.aio)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
         writer.write(START + payload + END)
         await writer.drain()
-        frame = await asyncio.wait_for(reader.readuntil(END), timeout)
+        async with asyncio.timeout(timeout):
+            frame = await reader.readuntil(END)
     except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         raise TransportError(f"{host}:{port}: {type(exc).__name__} {exc}".strip()) from None
     finally:

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from fhir_server import audit
+from fhir_server.aio import wait_event
 from fhir_server.mllp_client import TransportError, send
 from fhir_server.storage.clock import now_ms
 from mappings.hl7v2.outbound import Peer, peers
@@ -214,8 +215,7 @@ class Outbox:
                 log.exception("HL7 outbox round failed")
                 wait = poll
             self.wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), min(poll, wait) if wait is not None else poll)
+            await wait_event(self.wakeup, min(poll, wait) if wait is not None else poll)
 
 
 def start(app: Starlette) -> list[asyncio.Task[None]]:
@@ -229,4 +229,4 @@ def start(app: Starlette) -> list[asyncio.Task[None]]:
     app.state.hl7_outbox = outbox
     if not ctx.settings.jobs_enabled:
         return []
-    return [asyncio.create_task(outbox.loop())]
+    return [asyncio.create_task(outbox.loop(), name="hl7-outbox")]

@@ -29,6 +29,7 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from fhir_server.aio import wait_event
 from fhir_server.storage.clock import now_ms
 from fhir_server.storage.database import Database
 
@@ -254,8 +255,7 @@ class Outbox:
                 now = now_ms()
                 next_due[:] = [d for d in next_due if d > now]
                 wait = min([poll, *((d - now).total_seconds() for d in next_due)])
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), max(wait, 0.0))
+                await wait_event(self.wakeup, wait)
         finally:
             for task in running:
                 task.cancel()

@@ -8,13 +8,13 @@ conditional update, so two instances never run the same job; while running it re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from fhir_server.aio import wait_event
 from fhir_server.storage.clock import now_ms
 from fhir_server.storage.database import Database
 
@@ -121,8 +121,7 @@ class JobQueue:
                     running.add(task)
                     task.add_done_callback(running.discard)
                 self.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), poll)
+                await wait_event(self.wakeup, poll)
         finally:
             for task in running:
                 task.cancel()
