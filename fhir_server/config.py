@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     federation_login_lifetime_seconds: int = 600
     federation_cache_seconds: int = 3600
     federation_http_timeout_seconds: float = 10.0
+    # Contextual calls from a structure's SI (auth/structure_token.py): OAuth 2.0 Token Exchange of an id_token
+    # from these trusted OpenID providers, JSON list of {"issuer", "audience", "structure", "rpps_claim", ...}.
+    trusted_structure_issuers: list[dict[str, Any]] = []
 
     # Fallback end-user login when Pro Santé Connect is unavailable (auth/local_login.py): a local
     # account (admin API /oauth/users) with a password, then a one-time code sent by e-mail.

@@ -20,7 +20,13 @@ from pymongo.errors import DuplicateKeyError
 from fhir_server.auth.jwks import check_client_jwks
 
 AUTH_METHODS = ("private_key_jwt", "client_secret_basic", "none")
-GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
+# The last one: RFC 8693 token exchange of a structure's OpenID token (auth/structure_token.py), never a default.
+GRANT_TYPES = (
+    "client_credentials",
+    "authorization_code",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MIN_SECRET_LENGTH = 16

@@ -1,11 +1,12 @@
 """Login modes an administrator switches off at run time, without a restart.
 
 Configuration says which end-user login modes exist (Pro Santé Connect, FranceConnect, the local
-password + code login); an administrator can switch any of them off (and on again) through
-`PUT /oauth/login-modes` with `{"disabled": ["local"]}` (admin token, scope `system/*.*`), e.g. when a
-second factor channel is compromised. The state is one document in `oauth_settings`, shared by every
-instance and read at each login step (logins are rare: one `_id` lookup). A switched-off mode is not
-offered by `/oauth/authorize`, and a login already under way in it is refused with 401.
+password + code login, `structure-token`: the exchange of a structure's OpenID token); an administrator
+can switch any of them off (and on again) through `PUT /oauth/login-modes` with `{"disabled": ["local"]}`
+(admin token, scope `system/*.*`), e.g. when a second factor channel is compromised. The state is one
+document in `oauth_settings`, shared by every instance and read at each login step (logins are rare: one
+`_id` lookup). A switched-off mode is not offered by `/oauth/authorize`, and a login already under way in
+it (or a token exchange) is refused with 401.
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ async def disabled_modes(db: Any) -> set[str]:
     return set((doc or {}).get("disabled") or [])
 
 
-def configured_modes(srv: Any) -> list[str]:
+def interactive_modes(srv: Any) -> list[str]:
+    """The modes `/oauth/authorize` can send a browser to."""
     return [*srv.federation.providers, *(["local"] if srv.settings.local_login else [])]
+
+
+def configured_modes(srv: Any) -> list[str]:
+    """Every login mode configured; `structure-token` is the token exchange of auth/structure_token.py."""
+    structure = ["structure-token"] if srv.settings.trusted_structure_issuers else []
+    return [*interactive_modes(srv), *structure]
 
 
 async def refuse_if_disabled(srv: Any, mode: str) -> None:

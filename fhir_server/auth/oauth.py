@@ -14,7 +14,9 @@ Endpoints (all outside the FHIR wrapper: OAuth JSON errors, no AuditEvent):
                             login: 501
 - `GET  /oauth/login/{provider}`, `GET /oauth/callback/{provider}`  the OpenID Connect relying party
                             (provider = psc | franceconnect); logins are audited (mode psc|franceconnect)
-- `POST /oauth/token`       client_credentials (private_key_jwt), authorization_code, refresh_token (rotating)
+- `POST /oauth/token`       client_credentials (private_key_jwt), authorization_code, refresh_token (rotating),
+                            token exchange (RFC 8693) of a trusted structure's OpenID token, see
+                            auth/structure_token.py (audited as a login, mode structure-token)
 - `POST /oauth/revoke`      RFC 7009; `POST /oauth/introspect` RFC 7662 (an authenticated client, or a
                             Bearer token with `system/*.*`)
 - `POST /oauth/launch`      (admin) creates an EHR launch id carrying patient/encounter context
@@ -81,6 +83,8 @@ from fhir_server.auth.federation import Federation, FederationError, pkce_pair
 from fhir_server.auth.jwks import AssertionRejected, server_jwks, unverified_claims, verify_client_assertion
 from fhir_server.auth.revocation import RevocationCache
 from fhir_server.auth.scopes import V1
+from fhir_server.auth.structure_token import TOKEN_EXCHANGE, StructureTokens
+from fhir_server.auth.structure_token import exchange as structure_token_exchange
 from fhir_server.auth.tokens import AccessToken, InvalidToken, TokenVerifier, mint_token
 from fhir_server.context import ID_RE, ServerContext
 from fhir_server.errors import FHIRError
@@ -199,6 +203,7 @@ class AuthServer:
         self.oauth_base = base.rstrip("/")
         self.token_endpoint = self.oauth_base + "/oauth/token"
         self.federation = Federation(ctx)
+        self.structure_tokens = StructureTokens(ctx, self.federation)
         self._purged_at = 0
 
     # -- well-known --
@@ -212,7 +217,8 @@ class AuthServer:
             "token_endpoint": self.token_endpoint,
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"]
+            + ([TOKEN_EXCHANGE] if self.settings.trusted_structure_issuers else []),
             "scopes_supported": SCOPES_SUPPORTED,
             "response_types_supported": ["code"],
             "capabilities": [
@@ -607,12 +613,14 @@ async def token(request: Request) -> Response:
 async def _audit_login(request: Request, form: dict[str, str], success: bool, reason: str) -> None:
     from fhir_server import audit
 
-    mode = form.get("grant_type", "unknown grant")
+    # A grant that is an end user's login (token exchange: auth/structure_token.py) names its mode and user.
+    mode = getattr(request.state, "login_mode", None) or form.get("grant_type", "unknown grant")
     if form.get("client_assertion_type"):
         mode += " (private_key_jwt)"
     client_id = form.get("client_id") or getattr(request.state, "oauth_client_id", None)
+    user = getattr(request.state, "login_user", None) if success else None
     await audit.record_login(
-        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason
+        request.app.state.server, request, client_id=client_id, mode=mode, success=success, reason=reason, user=user
     )
 
 
@@ -622,7 +630,8 @@ async def _token(request: Request, form: dict[str, str]) -> Response:
         await srv.purge_expired()
         form.update(await _form(request))
         grant = form.get("grant_type")
-        if grant not in ("client_credentials", "authorization_code", "refresh_token"):
+        exchange = grant == TOKEN_EXCHANGE and bool(srv.settings.trusted_structure_issuers)
+        if grant not in ("client_credentials", "authorization_code", "refresh_token") and not exchange:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported")
         client = await srv.authenticate(request, form, allow_public=grant != "client_credentials")
         request.state.oauth_client_id = client.client_id
@@ -632,6 +641,8 @@ async def _token(request: Request, form: dict[str, str]) -> Response:
             body = await srv.client_credentials(client, form)
         elif grant == "authorization_code":
             body = await srv.authorization_code(client, form)
+        elif exchange:
+            body = await structure_token_exchange(srv, request, client, form)
         else:
             body = await srv.refresh(client, form)
     except (OAuthError, ClientError) as exc:
@@ -685,7 +696,7 @@ async def authorize(request: Request) -> Response:
         "patient": q.get("patient"),
     }
     off = await login_modes.disabled_modes(srv.ctx.database.db)  # switched off by an administrator
-    enabled = [m for m in login_modes.configured_modes(srv) if m not in off]
+    enabled = [m for m in login_modes.interactive_modes(srv) if m not in off]
     if enabled and not (srv.settings.oauth_dev_login and "user" in q):
         wanted = q.get("idp") or q.get("login_hint")
         provider = wanted if wanted in enabled else next(iter(enabled))
