@@ -1,9 +1,10 @@
 """Who sees a dossier: the access list each dossier resource carries, and the codes a user holds.
 
 Every resource of a télédossier — the ServiceRequest, its Tasks, QuestionnaireResponses, DiagnosticReport,
-DocumentReferences, Communications, CommunicationRequests, linked ImagingStudies, Binaries, Coverage and
-Encounter, and the Patient — carries its access list in `meta.security`, as codings of the server-managed
-system `tlx-access` (an HL7 "compartment" privacy mark: the users the resource is shared with):
+DocumentReferences, Communications, CommunicationRequests, linked ImagingStudies, Binaries, Coverage,
+Encounter, the cotations (ChargeItem, billing.py), and the Patient — carries its access list in
+`meta.security`, as codings of the server-managed system `tlx-access` (an HL7 "compartment" privacy mark:
+the users the resource is shared with):
 
   `Practitioner/<id>`, `PractitionerRole/<id>`   the author, the addressed professionals
   `Organization/<id>`                            members (profile `ps`) of that communauté
@@ -42,6 +43,7 @@ GOVERNED = frozenset(
         "Binary",
         "Coverage",
         "Encounter",
+        "ChargeItem",  # the cotation of an answered Task (billing.py): administrative, the BE sees it
     }
 )
 # Medical content: never shown to a bureau des entrées (403, CCTP §3.1.2.8).
@@ -61,6 +63,7 @@ LINKS: dict[str, tuple[str, ...]] = {
     "Communication": ("based-on", "part-of"),
     "CommunicationRequest": ("based-on",),
     "ImagingStudy": ("basedon",),
+    "ChargeItem": ("supporting-info",),  # custom parameter: ChargeItem.supportingInformation
 }
 
 

@@ -13,6 +13,8 @@ straight through.
 - Dossier resources, every user token: the fields the state machine owns (workflow.GUARDED_*) cannot be
   changed by PUT/PATCH (409: use the operations). System clients (SMART backend services: data migration
   from TéléO, interfaces) are trusted with them, as with the rest of the data.
+- Cotations (ChargeItem) written by téléexpertise users: teleexpertise/billing.py (requis side, answered Task,
+  the bureau des entrées marks them billed).
 - Dossier resources, téléexpertise users: what they cannot see answers 404 on update/patch/delete/history;
   a create gets the access list of the dossier it points to (plus its author), and pointing to a dossier or
   patient they cannot see is refused (422, "not known"); a dossier ServiceRequest is created as a draft in
@@ -47,7 +49,7 @@ from fhir_server.interactions import update as update_
 from fhir_server.interactions.conditional import parse_criteria
 from fhir_server.references import relative_references
 from fhir_server.search.engine import find_current
-from fhir_server.teleexpertise import access
+from fhir_server.teleexpertise import access, billing
 from fhir_server.teleexpertise.changes import Changes, retrying
 from fhir_server.teleexpertise.codes import (
     EXT_BUSINESS_STATUS,
@@ -270,6 +272,8 @@ async def _requerant_or_403(ctx: ServerContext, principal: Principal, sr: dict[s
 
 async def create(request: Request) -> Response:
     ctx, rtype = server(request), resource_type_of(request)
+    if (answered := await billing.intercept(request, "create")) is not None:
+        return answered  # a cotation (ChargeItem) by a téléexpertise user: billing.py
     if rtype not in WATCHED:
         return await create_.create(request)
     principal = await _principal(ctx, request)
@@ -334,6 +338,8 @@ async def _raw_binary(request: Request, ctx: ServerContext, principal: Principal
 
 async def update(request: Request) -> Response:
     ctx, rtype = server(request), resource_type_of(request)
+    if (answered := await billing.intercept(request, "update")) is not None:
+        return answered  # a cotation (ChargeItem) by a téléexpertise user: billing.py
     if rtype not in WATCHED:
         return await update_.update(request)
     rid = resource_id_of(request)
@@ -377,6 +383,8 @@ async def update(request: Request) -> Response:
 
 async def patch(request: Request) -> Response:
     ctx, rtype = server(request), resource_type_of(request)
+    if (answered := await billing.intercept(request, "patch")) is not None:
+        return answered  # a cotation (ChargeItem) by a téléexpertise user: billing.py
     if rtype not in WATCHED:
         return await patch_.patch(request)
     rid = resource_id_of(request)
@@ -413,6 +421,8 @@ async def patch(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     ctx, rtype = server(request), resource_type_of(request)
+    if (answered := await billing.intercept(request, "delete")) is not None:
+        return answered  # a cotation (ChargeItem) by a téléexpertise user: billing.py
     if rtype not in WATCHED:
         return await delete_.delete(request)
     rid = resource_id_of(request)
