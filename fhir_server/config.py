@@ -164,6 +164,15 @@ class Settings(BaseSettings):
 
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
+    # CNAM téléservice INSi (fhir_server/identity/insi.py): the endpoint of the "recherche par traits"
+    # (unset = INSi not configured: identities created from traits stay provisional), the call's timeout,
+    # and the mutual TLS material (PEM client certificate and key; CA bundle for the server, default: system).
+    insi_url: str | None = None
+    insi_timeout_seconds: float = 5.0
+    insi_client_cert: Path | None = None
+    insi_client_key: Path | None = None
+    insi_ca_file: Path | None = None
+
 
     def resolved_token_issuer(self) -> str:
         return (self.token_issuer or self.resolved_base_url()).rstrip("/")

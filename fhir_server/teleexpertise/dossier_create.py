@@ -5,7 +5,9 @@ the `requester` is the author's PractitionerRole in one communauté, whose paren
 structure. A user in several communautés chooses one — the `communaute` parameter (`?communaute=
 Organization/ID` or `ID`), or a `requester` PractitionerRole of theirs in the body — otherwise 422.
 The dossier and the Patient's access list (and its other references') are written in one transaction,
-with the creation's AuditEvent.
+with the creation's AuditEvent. Without patient context, the Patient is created with the dossier from its
+traits (a contained Patient, INSi queried once before the transaction) or as an unknown identity
+(`?identity-unknown=true`): dossier_identity.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fhir_server.errors import FHIRError
 from fhir_server.http import write_response
 from fhir_server.interactions.body import validate_or_raise
 from fhir_server.questionnaire_validation import prefetch as prefetch_questionnaires
-from fhir_server.teleexpertise import access
+from fhir_server.teleexpertise import access, dossier_identity
 from fhir_server.teleexpertise.changes import Changes, retrying
 from fhir_server.teleexpertise.codes import (
     DOSSIER_ID,
@@ -91,6 +93,8 @@ async def create_dossier(request: Request, ctx: ServerContext, principal: Princi
             "a télédossier is created as a draft; ServiceRequest/[id]/$send sends it", "ServiceRequest.status"
         )
     m = author_context(request, principal, body)
+    # Without patient context: traits (a contained Patient) or identity-unknown=true; 400/422 before INSi.
+    body, wanted = dossier_identity.identity_request(request, body)
     subject = reference_of(body.get("subject"))
     if not subject or not subject.startswith("Patient/"):
         raise _unprocessable("a télédossier's subject is a Patient", "ServiceRequest.subject")
@@ -105,13 +109,20 @@ async def create_dossier(request: Request, ctx: ServerContext, principal: Princi
     sr["identifier"] = [*identifiers, {"system": DOSSIER_ID, "value": "pending"}]
     await prefetch_questionnaires(ctx, [sr])
     validate_or_raise(sr, "ServiceRequest")  # 400/422 before anything is written
+    # INSi is called once, here: never inside the transaction's retry loop.
+    identity = await dossier_identity.resolve(ctx, wanted) if wanted else None
 
     async def step() -> Any:
         changes = Changes(ctx)
+        base = sr
+        if identity is not None:
+            # The new Patient gets the dossier's access list, in the same transaction.
+            patient_ref = changes.create("Patient", access.with_acl(identity.patient, codes))
+            base = dossier_identity.repoint(sr, dossier_identity.PENDING, patient_ref)
         # What the dossier points to joins it: the Patient, the request form, attachments, studies.
-        targets = [subject, *(reference_of(i) for i in body.get("supportingInfo") or [])]
+        targets = [subject if identity is None else None, *(reference_of(i) for i in body.get("supportingInfo") or [])]
         targets += [reference_of(body.get("encounter")), *(reference_of(i) for i in body.get("insurance") or [])]
-        for target in dict.fromkeys(t for t in targets if t):
+        for target in dict.fromkeys(t for t in targets if t and t != dossier_identity.PENDING):
             rtype, _, rid = target.partition("/")
             if rtype not in access.GOVERNED:
                 continue
@@ -121,16 +132,17 @@ async def create_dossier(request: Request, ctx: ServerContext, principal: Princi
             await grant(changes, ctx, rtype, doc, codes)
         ref = changes.create("ServiceRequest", {})
         rid = ref.split("/", 1)[1]
-        resource = access.with_acl({**sr, "identifier": [*identifiers, {"system": DOSSIER_ID, "value": rid}]}, codes)
+        resource = access.with_acl({**base, "identifier": [*identifiers, {"system": DOSSIER_ID, "value": rid}]}, codes)
         changes.writes[ref].resource = {**resource, "id": rid}
+        detail = "created: draft/brouillon" + (f"; patient: {identity.detail}" if identity else "")
         audit_transition(
             changes, Actor(principal, _client(request), _address(request)), "create",
-            sr={**resource, "id": rid}, task_refs=[], acting=m, detail="created: draft/brouillon",
+            sr={**resource, "id": rid}, task_refs=[], acting=m, detail=detail,
         )  # fmt: skip
         return (await changes.commit())[ref]
 
     version = await retrying(step)
-    return write_response(request, version, ctx.base_url, 201)
+    return write_response(request, version, ctx.base_url, 201, issues=identity.issues if identity else None)
 
 
 def _client(request: Request) -> str:
