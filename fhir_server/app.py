@@ -149,10 +149,12 @@ def _routes() -> list[Route]:
     )
     from fhir_server.operations.activity_export import route as activity_export_route  # téléexpertise
     from fhir_server.teleexpertise import guarded_writes as guarded
+    from fhir_server.teleexpertise.enrolment import routes as enrolment_routes
     from fhir_server.teleexpertise.routes import routes as teleexpertise_routes
 
     return [
         *oauth_routes(FHIR_PREFIX),  # before /{type}/{id}: /fhir/.well-known/... are literal paths
+        *enrolment_routes(),  # /oauth/invitation: enrolment of professionals invited by e-mail (téléexpertise)
         *dicomweb_routes(),  # /dicomweb (QIDO-RS, WADO-RS, STOW-RS) and /viewer: dicomweb/routes.py
         r("/metadata", capabilities.capabilities, ["GET"], None),
         # Operations first: their literal segments must win over /{type}/{id}.

@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     notify_max_attempts: int = 8
     notify_retry_seconds: float = 30.0
     notify_timeout_seconds: float = 10.0
+    # How long the enrolment link of a professional invited by e-mail stays valid (teleexpertise/enrolment.py).
+    tlx_invitation_hours: float = 168.0
 
     # HL7 v2 over MLLP (fhir_server/mllp.py, mappings/hl7v2/): the listener's port; 0 = off.
     mllp_port: int = 0
@@ -162,8 +164,6 @@ class Settings(BaseSettings):
     # DICOMweb (dicomweb/): the largest STOW-RS request body accepted (413 beyond).
     dicomweb_max_stow_bytes: int = 4 * 1024 * 1024 * 1024
 
-    def resolved_base_url(self) -> str:
-        return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
     # CNAM téléservice INSi (fhir_server/identity/insi.py): the endpoint of the "recherche par traits"
     # (unset = INSi not configured: identities created from traits stay provisional), the call's timeout,
     # and the mutual TLS material (PEM client certificate and key; CA bundle for the server, default: system).
@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     insi_client_key: Path | None = None
     insi_ca_file: Path | None = None
 
+    def resolved_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}/fhir").rstrip("/")
 
     def resolved_token_issuer(self) -> str:
         return (self.token_issuer or self.resolved_base_url()).rstrip("/")

@@ -36,6 +36,9 @@ Accounts (admin API: a Bearer token with scope `system/*.*`, like `/oauth/client
   and `"unlock": true`
   (a new password also unlocks).
 
+Other modules create accounts with `create_account` (same checks; the téléexpertise invitation enrolment,
+teleexpertise/enrolment.py) and find a user's account with `account_of`.
+
 Password policy: at least 12 characters, at least 3 of the 4 classes (lower case, upper case, digit,
 other), not containing the login; else 400 `{"error": "invalid_password", "error_description": ...}`.
 
@@ -253,6 +256,47 @@ async def users_create(request: Request) -> Response:
     except OAuthError as exc:
         return _error(exc)
     return _json(_describe(doc), 201, {"Location": f"{srv.oauth_base}/oauth/users/{login}"})
+
+
+# ---- accounts for other modules (the téléexpertise invitation enrolment, teleexpertise/enrolment.py) -----
+
+
+async def create_account(database: Any, *, login: str, user: str, email: str, password: str) -> dict[str, Any]:
+    """Create the local account `login` for `user` (a resource the caller checked exists), with the rules of
+    `POST /oauth/users`: login syntax, e-mail, password policy (OAuthError `invalid_request` /
+    `invalid_password`), 409 when the login is taken. `database`: the motor database. Answers the account as
+    the admin API shows it (never the hash)."""
+    login = login.strip().lower()
+    if not _LOGIN.match(login):
+        raise OAuthError("invalid_request", "login: 1-128 characters among A-Z a-z 0-9 . _ @ + -")
+    if not _EMAIL.match(email) or len(email) > 254:
+        raise OAuthError("invalid_request", "email must be an e-mail address")
+    problem = password_problem(password, login)
+    if problem:
+        raise OAuthError("invalid_password", problem)
+    now = int(_now())
+    doc = {
+        "_id": login,
+        "user": user,
+        "email": email,
+        "disabled": False,
+        "password_hash": await asyncio.to_thread(hash_password, password),
+        "failures": 0,
+        "locked_until": None,
+        "created": now,
+        "updated": now,
+    }
+    try:
+        await database[USERS].insert_one(doc)
+    except DuplicateKeyError:
+        raise OAuthError("invalid_request", f"the login {login!r} already exists", 409) from None
+    return _describe(doc)
+
+
+async def account_of(database: Any, user: str) -> dict[str, Any] | None:
+    """The local account bound to `user` (`Practitioner/…`), if any."""
+    doc = await database[USERS].find_one({"user": user})
+    return _describe(doc) if doc else None
 
 
 async def users_read(request: Request) -> Response:

@@ -21,6 +21,7 @@ from fhir_server.teleexpertise.codes import (
     codes_of,
     coding,
     dossier_type,
+    invited_for,
     reference_of,
     status_concept,
 )
@@ -29,8 +30,9 @@ from fhir_server.teleexpertise.dossier import grant_dossier, now_instant
 from fhir_server.teleexpertise.workflow import WAITING
 
 
-async def check_addressees(ctx: ServerContext, refs: list[str]) -> list[str]:
-    """The addressees, deduplicated; each a communauté or an active `ps` PractitionerRole (422 otherwise)."""
+async def check_addressees(ctx: ServerContext, refs: list[str], *, dossier: str | None = None) -> list[str]:
+    """The addressees, deduplicated; each a communauté or an active `ps` PractitionerRole (422 otherwise).
+    An invitation role (teleexpertise/invitation.py) is an addressee of its own dossier (`dossier`) only."""
     if not refs:
         raise FHIRError(422, "a dossier is addressed to at least one communauté or professional", code="required")
     out: list[str] = []
@@ -44,6 +46,14 @@ async def check_addressees(ctx: ServerContext, refs: list[str]) -> list[str]:
             if role is None or role.get("active") is False or "ps" not in codes_of(role.get("code") or [], ROLE):
                 raise FHIRError(
                     422, f"the addressee {ref} is not an active health professional's role", code="business-rule"
+                )
+            limited_to = invited_for(role)
+            if limited_to is not None and limited_to != dossier:
+                raise FHIRError(
+                    422,
+                    f"the addressee {ref} is an invitation for another dossier ({limited_to}): invite the "
+                    "professional by e-mail (parameter invitee) instead",
+                    code="business-rule",
                 )
         else:
             raise FHIRError(
@@ -82,12 +92,20 @@ def new_task(sr: dict[str, Any], addressee: str, codes: set[str]) -> dict[str, A
 
 
 async def address(
-    changes: Changes, ctx: ServerContext, sr_doc: dict[str, Any], sr_new: dict[str, Any], addressees: list[str]
+    changes: Changes,
+    ctx: ServerContext,
+    sr_doc: dict[str, Any],
+    sr_new: dict[str, Any],
+    addressees: list[str],
+    codes_of_new: dict[str, set[str]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Queue the Tasks of new addressees and the access grants; returns (the dossier as queued, Task refs)."""
+    """Queue the Tasks of new addressees and the access grants; returns (the dossier as queued, Task refs).
+    `codes_of_new`: the access codes of addressees queued in this same transaction (invitation roles), which
+    cannot be read from the store yet."""
     grants: set[str] = set()
     for addressee in addressees:
-        grants |= await access.addressee_codes(ctx, addressee)
+        known = (codes_of_new or {}).get(addressee)
+        grants |= known if known is not None else await access.addressee_codes(ctx, addressee)
     performers = [p for p in sr_new.get("performer") or [] if reference_of(p)]
     known = {reference_of(p) for p in performers}
     performers += [{"reference": a} for a in addressees if a not in known]

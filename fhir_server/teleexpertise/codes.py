@@ -21,6 +21,11 @@ ACCESS = f"{BASE}/CodeSystem/tlx-access"
 # AuditEvent.subtype of the workflow operations (send, accept, ...).
 OPERATION = f"{BASE}/CodeSystem/teleexpertise-operation"
 DOSSIER_ID = f"{BASE}/sid/teledossier"
+# Professionals invited by e-mail from outside the annuaire (teleexpertise/invitation.py): `meta.tag` INVITATION
+# `invited` on the Practitioner and PractitionerRole an invitation created, and INVITED_FOR `ServiceRequest/<id>`
+# on that PractitionerRole: the one dossier it is limited to.
+INVITATION = f"{BASE}/CodeSystem/tlx-invitation"
+INVITED_FOR = f"{BASE}/CodeSystem/tlx-invited-for"
 
 EXT_BUSINESS_STATUS = f"{BASE}/StructureDefinition/tlx-ext-business-status"
 EXT_CLOSED_BY_REQUESTER = f"{BASE}/StructureDefinition/tlx-ext-closed-by-requester"
@@ -118,3 +123,14 @@ def business_status(resource: dict[str, Any]) -> str | None:
 
 def status_concept(code: str) -> dict[str, Any]:
     return {"coding": [coding(DOSSIER_STATUS, code)]}
+
+
+def tag_codes(resource: dict[str, Any], system: str) -> list[str]:
+    """Codes of `system` among a resource's `meta.tag`."""
+    return codes_of((resource.get("meta") or {}).get("tag") or [], system)
+
+
+def invited_for(role: dict[str, Any]) -> str | None:
+    """The dossier (`ServiceRequest/<id>`) an invitation PractitionerRole is limited to; None for other roles."""
+    found = tag_codes(role, INVITED_FOR)
+    return found[0] if found else None

@@ -14,6 +14,8 @@ A token's user: its `fhirUser` claim (`Practitioner/ID`) → that practitioner's
 a téléexpertise profile → their organisations (kind, parent structure). Resolved once per request (two
 queries: PractitionerRole by practitioner, Organization by id) and cached on the request's Policy.
 A practitioner with no such role is not a téléexpertise user: no téléexpertise rule applies to them.
+An invitation role (a `ps` role an e-mail invitation created for one dossier, teleexpertise/invitation.py) is a
+membership with `invitation` set: it answers that dossier's Tasks, but never authors nor counts as a communauté.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fhir_server.teleexpertise.codes import (
     codes_of,
     extension_value,
     first_code,
+    invited_for,
     reference_of,
 )
 
@@ -49,6 +52,10 @@ class Membership:
     organization: str | None  # Organization/<id> (communauté or structure), None for an independent PS
     kind: str | None  # organization-kind of that organisation
     structure: str | None  # the structure: the organisation itself, or the communauté's parent
+    # An invitation role (teleexpertise/invitation.py): the one dossier it was created for. Such a role
+    # answers that dossier's Task and nothing else: it never authors, and grants no access of its own beyond
+    # the dossier's access list.
+    invitation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +74,18 @@ class Principal:
 
     @property
     def ps_memberships(self) -> list[Membership]:
+        """Annuaire `ps` roles: authoring, the requérant side, communautés (invitation roles excluded)."""
+        return [m for m in self._with("ps") if m.invitation is None]
+
+    @property
+    def requis_memberships(self) -> list[Membership]:
+        """Every `ps` role that can be a Task's addressee: the annuaire ones and invitation roles."""
         return self._with("ps")
 
     @property
     def ps_roles(self) -> set[str]:
-        return {m.role for m in self.ps_memberships}
+        """Roles a Task may be addressed to (worklists): invitation roles included."""
+        return {m.role for m in self.requis_memberships}
 
     @property
     def ps_communautes(self) -> set[str]:
@@ -106,23 +120,28 @@ async def resolve_principal(ctx: ServerContext, practitioner: str) -> Principal 
         .find({**LIVE, "i.practitioner.r": practitioner}, {"res": 1})
         .to_list(None)
     )
-    found: list[tuple[str, frozenset[str], str | None]] = []
+    found: list[tuple[str, frozenset[str], str | None, str | None]] = []
     for doc in roles:
         res = doc["res"]
         profiles = frozenset(c for c in codes_of(res.get("code") or [], ROLE) if c in PROFILES)
         if not profiles or res.get("active") is False:
             continue
-        found.append((f"PractitionerRole/{doc['_id']}", profiles, reference_of(res.get("organization"))))
+        invitation = invited_for(res)
+        if invitation is not None:
+            profiles = profiles & {"ps"}  # an invitation answers one dossier, nothing more
+            if not profiles:
+                continue
+        found.append((f"PractitionerRole/{doc['_id']}", profiles, reference_of(res.get("organization")), invitation))
     if not found:
         return None
-    orgs = await organizations(ctx, {o for _, _, o in found if o})
+    orgs = await organizations(ctx, {o for _, _, o, _ in found if o})
     memberships = []
-    for role, profiles, org in found:
+    for role, profiles, org, invitation in found:
         kind, structure = None, None
-        if org and org in orgs:
+        if org and org in orgs and invitation is None:
             kind = org_kind(orgs[org])
             structure = org if kind == "structure" else reference_of(orgs[org].get("partOf"))
-        memberships.append(Membership(role, profiles, org, kind, structure))
+        memberships.append(Membership(role, profiles, org if invitation is None else None, kind, structure, invitation))
     return Principal(practitioner, tuple(sorted(memberships, key=lambda m: m.role)))
 
 

@@ -155,7 +155,9 @@ def requis_membership(actor: Actor, task: dict[str, Any]) -> Membership | None:
     """The actor's PractitionerRole that acts as this Task's addressee, or None."""
     p = actor.principal
     targets = {addressee_of(task), reference_of(task.get("owner"))} - {None}
-    for m in p.ps_memberships:
+    for m in p.requis_memberships:
+        if m.invitation is not None and m.invitation != reference_of(task.get("focus")):
+            continue  # an invitation role answers its own dossier only
         if m.role in targets or (m.organization in targets and m.kind == "communaute"):
             return m
     return None
