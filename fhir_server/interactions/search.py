@@ -40,6 +40,7 @@ from fhir_server.search.includes import included, referenced
 from fhir_server.search.sorting import after_filter, mongo_sort, parse_sort, projection_for, sort_values
 from fhir_server.search.summary import parse_elements, parse_summary, subset
 from fhir_server.storage.store import fhir_instant, now_ms
+from fhir_server.storage.transactions import consistent
 from fhir_server.validation import is_known_type
 
 TOTAL_MODES = ("none", "estimate", "accurate")
@@ -126,12 +127,13 @@ async def run_search(
     """The searchset, never showing part of a transaction (see storage/transactions.py)."""
     tx = ctx.store.tx
     for _ in range(5):
-        # Sequence first, then settle: a commit after this read changes the sequence; one before it
+        # Commit state first, then settle: a commit after this read changes the state; one before it
         # is fully applied by settle() before the query runs.
-        before = await tx.commit_sequence()
+        before = await tx.commit_state()
         await tx.settle()
-        bundle = await _run_search_once(request, ctx, scope, params)
-        if await tx.commit_sequence() == before:
+        with ctx.database.tracking() as touched:  # the types this attempt reads (matches, chains, includes)
+            bundle = await _run_search_once(request, ctx, scope, params)
+        if consistent(before, await tx.commit_state(), touched):
             return bundle
     raise FHIRError(503, "too many concurrent transactions to answer consistently; retry", code="transient")
 

@@ -6,6 +6,9 @@ docs/PERFORMANCE.md lists each query shape with the index below that serves it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
@@ -17,6 +20,10 @@ log = logging.getLogger(__name__)
 HISTORY = "history"
 LOCKS = "locks"
 SYSTEM_COLLECTIONS = frozenset({HISTORY, LOCKS})
+
+# The resource types a reader touched (search consistency, storage/transactions.py `consistent`): set by
+# `Database.tracking()`, filled by every `resources()` call made in that context.
+_touched: ContextVar[set[str] | None] = ContextVar("touched_types", default=None)
 
 HISTORY_INDEXES = [
     # Instance history and vread fallback: all versions of one resource, newest first.
@@ -53,7 +60,21 @@ class Database:
         self.client.close()
 
     def resources(self, resource_type: str) -> AsyncIOMotorCollection:
+        touched = _touched.get()
+        if touched is not None:
+            touched.add(resource_type)
         return self.db[resource_type]
+
+    @staticmethod
+    @contextmanager
+    def tracking() -> Iterator[set[str]]:
+        """Within the block (this task), record the resource types read or written; the set fills as it goes."""
+        touched: set[str] = set()
+        token = _touched.set(touched)
+        try:
+            yield touched
+        finally:
+            _touched.reset(token)
 
     @property
     def history(self) -> AsyncIOMotorCollection:

@@ -14,10 +14,14 @@ single-document update of its journal (the commit point):
 
 Readers: `visible()` shows the main (old) fields of a document marked by a pending transaction and
 `next` for a committed one; a `tx` mark whose journal is gone belongs to a finished transaction.
-A search reads the commit sequence, finishes committed transactions (`settle`), queries, and re-runs
-if the sequence moved, so it never sees part of a transaction. A failure before the commit point rolls
-back (claimed versions and marks removed, staging dropped); a crashed server's pending journal is rolled
-back by whichever instance finds its lease expired, and a committed one is finished the same way.
+A search reads the commit state, finishes committed transactions (`settle`), queries, and re-runs if a
+transaction that committed meanwhile could show partly in what it read (`consistent`), so it never sees part
+of a transaction. The commit state counts, besides every commit, each pair of resource types a commit
+wrote together (and a type it wrote twice): a transaction is seen partly only through two of its documents,
+so a search that touched only `Task` ignores the many commits writing one Task (plus other types) each.
+A failure before the commit point rolls back (claimed versions and marks removed, staging dropped); a
+crashed server's pending journal is rolled back by whichever instance finds its lease expired, and a
+committed one is finished the same way.
 Applying is idempotent, so the owner and helping readers may do it concurrently.
 """
 
@@ -47,6 +51,30 @@ SEQUENCE = "commit-sequence"
 UNCOMMITTED = frozenset({"pending", "rolling-back"})
 LEASE = timedelta(seconds=60)
 CHUNK = 500
+
+
+def type_pairs(writes: list[StagedWrite]) -> set[str]:
+    """The pairs of resource types a transaction writes together ("A|B", sorted; "A|A" when it writes two
+    documents of A): the ways a reader could see part of it."""
+    counts: dict[str, int] = defaultdict(int)
+    for w in writes:
+        counts[w.resource_type] += 1
+    types = sorted(counts)
+    return {f"{a}|{b}" for i, a in enumerate(types) for b in types[i:] if a != b or counts[a] > 1}
+
+
+def consistent(before: dict[str, Any], after: dict[str, Any], touched: set[str]) -> bool:
+    """Whether a reader that touched these resource types between the two commit states cannot have
+    seen part of a transaction: no commit in between wrote two documents among them."""
+    if after.get("n", 0) == before.get("n", 0):
+        return True
+    old = before.get("p") or {}
+    for pair, count in (after.get("p") or {}).items():
+        if count != old.get(pair, 0):
+            a, _, b = pair.partition("|")
+            if a in touched and b in touched:
+                return False
+    return True
 
 
 @dataclass
@@ -148,10 +176,11 @@ class Transactions:
     async def uncommitted_ids(self) -> list[str]:
         return [d["_id"] async for d in self.journal.find({"state": {"$in": list(UNCOMMITTED)}}, {"_id": 1})]
 
-    async def commit_sequence(self) -> int:
-        """Bumped after every commit, before its writes are applied (see the module docstring)."""
+    async def commit_state(self) -> dict[str, Any]:
+        """Bumped after every commit, before its writes are applied (see the module docstring):
+        {n: commits, p: {"A|B": commits that wrote types A and B together (A|A: two documents of A)}}."""
         doc = await self.journal.find_one({"_id": SEQUENCE})
-        return doc["n"] if doc else 0
+        return doc or {"n": 0}
 
     async def settle(self) -> None:
         """Finish applying every committed transaction (idempotent; the owner may be doing it too)."""
@@ -175,7 +204,8 @@ class Transactions:
         )
         if committed.matched_count != 1:
             raise FHIRError(409, "the transaction took too long and was rolled back; retry", code="conflict")
-        await self.journal.update_one({"_id": SEQUENCE}, {"$inc": {"n": 1}}, upsert=True)
+        bumps = {"n": 1, **{f"p.{pair}": 1 for pair in type_pairs(writes)}}
+        await self.journal.update_one({"_id": SEQUENCE}, {"$inc": bumps}, upsert=True)
         await self._apply_in_memory(txid, writes)
         if self.after_commit is not None:
             await self.after_commit(writes)
