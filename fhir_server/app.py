@@ -43,6 +43,7 @@ from fhir_server.storage.blobs import FileBlobStore
 from fhir_server.storage.clock import now_ms
 from fhir_server.storage.store import ResourceStore
 from fhir_server.subscriptions.registry import writer_access
+from fhir_server.teleexpertise import enrolment
 from fhir_server.teleexpertise.codes import ACCESS as TLX_ACCESS
 
 log = logging.getLogger(__name__)
@@ -149,12 +150,11 @@ def _routes() -> list[Route]:
     )
     from fhir_server.operations.activity_export import route as activity_export_route  # téléexpertise
     from fhir_server.teleexpertise import guarded_writes as guarded
-    from fhir_server.teleexpertise.enrolment import routes as enrolment_routes
     from fhir_server.teleexpertise.routes import routes as teleexpertise_routes
 
     return [
         *oauth_routes(FHIR_PREFIX),  # before /{type}/{id}: /fhir/.well-known/... are literal paths
-        *enrolment_routes(),  # /oauth/invitation: enrolment of professionals invited by e-mail (téléexpertise)
+        *enrolment.routes(),  # /oauth/invitation: enrolment of professionals invited by e-mail (téléexpertise)
         *dicomweb_routes(),  # /dicomweb (QIDO-RS, WADO-RS, STOW-RS) and /viewer: dicomweb/routes.py
         r("/metadata", capabilities.capabilities, ["GET"], None),
         # Operations first: their literal segments must win over /{type}/{id}.
@@ -212,12 +212,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _maintenance(ctx: ServerContext, interval: float = 10.0, audit_every: int = 360) -> None:
     """Finishes or rolls back transactions a crashed instance left behind; purges expired exports and,
-    about hourly, AuditEvents past their retention."""
+    about hourly, AuditEvents past their retention and old téléexpertise enrolment links."""
     rounds = 0
     while True:
         steps = [lambda: ctx.store.tx.recover(now_ms()), lambda: purge_expired(ctx)]
         if rounds % audit_every == 0:
             steps.append(lambda: audit.purge_expired(ctx))
+            steps.append(lambda: enrolment.purge_expired(ctx))
         for step in steps:
             try:
                 await step()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -549,3 +550,16 @@ async def test_identity_rules(
     msg = await invitation_mail(mailbox, "be2.perso@example.fr")
     assert "nouvelle demande d'avis" in msg["Subject"]
     assert fourth["id"] in await world.search_ids("be2", "ServiceRequest")
+
+
+async def test_old_enrolment_links_are_purged(app: Any) -> None:
+    """The maintenance loop forgets links expired for more than 30 days and keeps the recent ones."""
+    from fhir_server.teleexpertise import enrolment
+
+    now = time.time()
+    old, recent = {"_id": "purge-old", "exp": now - 40 * 86400}, {"_id": "purge-recent", "exp": now - 86400}
+    tokens = db(app)[enrolment.TOKENS]
+    await tokens.insert_many([old, recent])
+    assert await enrolment.purge_expired(app.state.server) >= 1
+    left = {d["_id"] async for d in tokens.find({"_id": {"$in": ["purge-old", "purge-recent"]}})}
+    assert left == {"purge-recent"}

@@ -94,6 +94,10 @@ class Database:
         )
         # Each instance fetches the token revocations recorded since its last look (auth/revocation.py).
         await self._create_indexes(self.db["oauth_tokens"], [IndexModel([("at", ASCENDING)], name="at")])
+        # The local account of a Practitioner (an invited professional's enrolment, auth/local_login.py).
+        await self._create_indexes(self.db["local_users"], [IndexModel([("user", ASCENDING)], name="user")])
+        # Enrolment links past their expiry, purged by the maintenance loop (teleexpertise/enrolment.py).
+        await self._create_indexes(self.db["tlx_invitations"], [IndexModel([("exp", ASCENDING)], name="exp")])
 
     async def ensure_type_indexes(self, resource_type: str) -> None:
         """Create a type collection's indexes the first time the type is written (idempotent)."""

@@ -96,6 +96,16 @@ async def issue_token(
     return token, exp
 
 
+# An expired link is kept a while so that a late click is told "expired" (410), not "unknown" (400).
+KEEP_EXPIRED_SECONDS = 30 * 24 * 3600
+
+
+async def purge_expired(ctx: ServerContext) -> int:
+    """Forget enrolment links expired for more than KEEP_EXPIRED_SECONDS (maintenance loop, hourly)."""
+    result = await ctx.database.db[TOKENS].delete_many({"exp": {"$lt": time.time() - KEEP_EXPIRED_SECONDS}})
+    return result.deleted_count
+
+
 def enrolment_link(ctx: ServerContext, token: str) -> str:
     return f"{public_base(ctx)}{PATH}?token={token}"
 
