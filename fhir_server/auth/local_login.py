@@ -100,7 +100,8 @@ _LOGIN = re.compile(r"^[a-z0-9._@+-]{1,128}$")
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 GENERIC = "Identifiant ou mot de passe incorrect, ou compte temporairement verrouillé."
-_HEADERS = {
+# Headers of the login and enrolment forms: never cached, never framed, posting only to ourselves.
+FORM_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
     "X-Frame-Options": "DENY",
@@ -381,7 +382,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         "width:100%;margin:.3em 0}.error{color:#a00}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
-    return HTMLResponse(doc, status_code=status, headers=_HEADERS)
+    return HTMLResponse(doc, status_code=status, headers=FORM_HEADERS)
 
 
 def _error_line(error: str | None) -> str:

@@ -43,6 +43,7 @@ class Database:
         self.db: AsyncIOMotorDatabase = client[name]
         self.is_ferretdb = False
         self._indexed: set[str] = set()
+        self._added: set[str] = set()  # names of the indexes modules added (add_indexes)
 
     @classmethod
     async def connect(cls, uri: str, name: str) -> Database:
@@ -98,6 +99,21 @@ class Database:
         await self._create_indexes(self.db["local_users"], [IndexModel([("user", ASCENDING)], name="user")])
         # Enrolment links past their expiry, purged by the maintenance loop (teleexpertise/enrolment.py).
         await self._create_indexes(self.db["tlx_invitations"], [IndexModel([("exp", ASCENDING)], name="exp")])
+
+    async def add_indexes(self, resource_type: str, models: list[IndexModel]) -> None:
+        """Indexes a module adds to a type collection for its own query shapes (téléexpertise worklists,
+        cotations), created on first use. MongoDB only: FerretDB v1 runs no secondary index, and
+        re-creating multi-key ones there is unsafe."""
+        names = {m.document["name"] for m in models}
+        if self.is_ferretdb or names <= self._added:
+            return
+        self._added |= names
+        await self.ensure_type_indexes(resource_type)
+        collection = self.resources(resource_type)
+        existing = {ix["name"] async for ix in collection.list_indexes()}
+        missing = [m for m in models if m.document["name"] not in existing]
+        if missing:
+            await collection.create_indexes(missing)
 
     async def ensure_type_indexes(self, resource_type: str) -> None:
         """Create a type collection's indexes the first time the type is written (idempotent)."""

@@ -91,7 +91,6 @@ SERVER_FIELDS = (
     "subject", "performer", "performingOrganization", "requestingOrganization", "occurrenceDateTime",
     "occurrencePeriod", "occurrenceTiming", "service", "supportingInformation", "enteredDate", "enterer",
 )  # fmt: skip
-_indexed: set[str] = set()
 
 
 async def intercept(request: Request, interaction: str) -> Response | None:
@@ -431,22 +430,16 @@ async def _delete(request: Request, ctx: ServerContext, actor: Actor) -> Respons
 # ---- the bureau des entrées' worklist -------------------------------------------------------------------
 
 
-async def ensure_billing_indexes(ctx: ServerContext) -> None:
-    """The compound index of the bureau des entrées' worklist (MongoDB only: FerretDB v1 runs no secondary
-    index). One multikey field only (`performing-organization`): `status` stays a residual filter, since a
-    compound index cannot hold two array fields of one document."""
-    key = ctx.database.db.name
-    if key in _indexed:
-        return
-    _indexed.add(key)
-    if ctx.database.is_ferretdb:
-        return
-    await ctx.database.ensure_type_indexes(RESOURCE)
-    model = IndexModel(
+BILLING_INDEXES = [
+    IndexModel(
         [("i.performing-organization.r", ASCENDING), ("i.occurrence.max", DESCENDING), ("_id", ASCENDING)],
         name="tlx_performing_organization_occurrence",
     )
-    collection = ctx.database.resources(RESOURCE)
-    existing = {ix["name"] async for ix in collection.list_indexes()}
-    if model.document["name"] not in existing:
-        await collection.create_indexes([model])
+]
+
+
+async def ensure_billing_indexes(ctx: ServerContext) -> None:
+    """The compound index of the bureau des entrées' worklist (Database.add_indexes: MongoDB only). One
+    multikey field only (`performing-organization`): `status` stays a residual filter, since a compound
+    index cannot hold two array fields of one document."""
+    await ctx.database.add_indexes(RESOURCE, BILLING_INDEXES)

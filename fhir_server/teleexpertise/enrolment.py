@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from fhir_server import audit
-from fhir_server.auth.local_login import account_of, create_account
+from fhir_server.auth.local_login import FORM_HEADERS, account_of, create_account
 from fhir_server.auth.oauth import OAuthError
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
@@ -50,14 +50,6 @@ PATH = "/oauth/invitation"
 TOKENS = "tlx_invitations"
 MAX_FORM_BYTES = 16 * 1024
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def token_hash(token: str) -> str:
@@ -122,7 +114,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         "width:100%;margin:.3em 0}.error{color:#a00}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
-    return HTMLResponse(doc, status_code=status, headers=_HEADERS)
+    return HTMLResponse(doc, status_code=status, headers=FORM_HEADERS)
 
 
 def _refusal(message: str, status: int) -> HTMLResponse:

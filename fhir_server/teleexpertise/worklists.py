@@ -33,7 +33,6 @@ from fhir_server.teleexpertise.directory import Principal
 OPEN = "requested,in-progress,on-hold"
 LISTS = ("to-answer", "taken", "sent-waiting", "info-requested", "answered")
 PASS_THROUGH = ("_count", "_cursor", "_total", "_summary", "_elements", "_include", "_revinclude")
-_indexed: set[str] = set()
 
 
 def worklist_params(principal: Principal, name: str, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -73,25 +72,15 @@ def worklist_params(principal: Principal, name: str, query: list[tuple[str, str]
     return params
 
 
+WORKLIST_INDEXES = [
+    IndexModel(
+        [(f"i.{param}.r", ASCENDING), ("i.authored-on.max", DESCENDING), ("_id", ASCENDING)],
+        name=f"tlx_{param}_authored",
+    )
+    for param in ("tlx-addressee", "owner", "requester")
+]
+
+
 async def ensure_worklist_indexes(ctx: ServerContext) -> None:
-    """The compound indexes of the worklist queries (MongoDB only: FerretDB v1 runs no secondary index,
-    and re-creating multi-key ones there is unsafe)."""
-    key = ctx.database.db.name
-    if key in _indexed:
-        return
-    _indexed.add(key)
-    if ctx.database.is_ferretdb:
-        return
-    await ctx.database.ensure_type_indexes("Task")
-    models = [
-        IndexModel(
-            [(f"i.{param}.r", ASCENDING), ("i.authored-on.max", DESCENDING), ("_id", ASCENDING)],
-            name=f"tlx_{param}_authored",
-        )
-        for param in ("tlx-addressee", "owner", "requester")
-    ]
-    collection = ctx.database.resources("Task")
-    existing = {ix["name"] async for ix in collection.list_indexes()}
-    missing = [m for m in models if m.document["name"] not in existing]
-    if missing:
-        await collection.create_indexes(missing)
+    """The compound indexes of the worklist queries (Database.add_indexes: MongoDB only)."""
+    await ctx.database.add_indexes("Task", WORKLIST_INDEXES)
