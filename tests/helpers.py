@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,3 +39,11 @@ async def post(client: httpx.AsyncClient, resource: dict[str, Any], **headers: s
 async def put(client: httpx.AsyncClient, resource: dict[str, Any], **headers: str) -> httpx.Response:
     url = f"{resource['resourceType']}/{resource['id']}"
     return await client.put(url, json=resource, headers={"Content-Type": FHIR_JSON, **headers})
+
+
+def public_client_file(directory: Path, client_id: str, redirect: str, scope: str) -> Path:
+    """`clients.json` (FHIR_OAUTH_CLIENTS_FILE) registering one public SMART app (PKCE, no secret)."""
+    path = directory / "clients.json"
+    client = {"client_id": client_id, "token_endpoint_auth_method": "none", "redirect_uris": [redirect], "scope": scope}
+    path.write_text(json.dumps([client]))
+    return path

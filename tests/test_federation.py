@@ -28,6 +28,7 @@ from starlette.routing import Route
 from fhir_server.auth.federation import FRANCECONNECT_SYSTEM, RPPS_SYSTEM
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
+from tests.helpers import public_client_file
 
 ORIGIN = "http://testserver"
 TOKEN_URL = ORIGIN + "/oauth/token"
@@ -157,14 +158,8 @@ def provider() -> Iterator[FakeProvider]:
 @pytest.fixture(scope="module")
 async def settings(ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> Settings:
     data = tmp_path_factory.mktemp("data")
-    clients_file = data / "clients.json"
-    app = {
-        "client_id": "smart-app",
-        "token_endpoint_auth_method": "none",
-        "redirect_uris": [REDIRECT],
-        "scope": "openid fhirUser launch/patient offline_access patient/*.rs user/*.rs",
-    }
-    clients_file.write_text(json.dumps([app]))
+    scope = "openid fhirUser launch/patient offline_access patient/*.rs user/*.rs"
+    clients_file = public_client_file(data, "smart-app", REDIRECT, scope)
     return make_settings(
         ferretdb_uri,
         data,
@@ -385,9 +380,7 @@ async def test_provider_disabled(ferretdb_uri: str, tmp_path: Path) -> None:
 
     from fhir_server.app import create_app
 
-    clients_file = tmp_path / "clients.json"
-    public_app = {"client_id": "app", "token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]}
-    clients_file.write_text(json.dumps([{**public_app, "scope": "patient/*.rs"}]))
+    clients_file = public_client_file(tmp_path, "app", REDIRECT, "patient/*.rs")
     app = create_app(make_settings(ferretdb_uri, tmp_path, oauth_clients_file=clients_file))
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]

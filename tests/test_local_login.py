@@ -19,6 +19,7 @@ from fhir_server.auth.local_login import COOKIE, SESSION_PREFIX, USERS, hash_pas
 from fhir_server.auth.oauth import CODES
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
+from tests.helpers import public_client_file
 from tests.http_sink import Sink, serve
 from tests.smtp_sink import Mailbox, run_mailbox
 
@@ -43,14 +44,7 @@ async def settings(
     ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory, mailbox: tuple[Mailbox, int], sms_gateway: Sink
 ) -> Settings:
     data = tmp_path_factory.mktemp("data")
-    clients_file = data / "clients.json"
-    app = {
-        "client_id": "smart-app",
-        "token_endpoint_auth_method": "none",
-        "redirect_uris": [REDIRECT],
-        "scope": "openid fhirUser offline_access user/*.rs",
-    }
-    clients_file.write_text(json.dumps([app]))
+    clients_file = public_client_file(data, "smart-app", REDIRECT, "openid fhirUser offline_access user/*.rs")
     return make_settings(
         ferretdb_uri,
         data,
@@ -406,9 +400,7 @@ async def test_with_psc_and_https(ferretdb_uri: str, tmp_path: Any, client: http
 
     from fhir_server.app import create_app
 
-    clients_file = tmp_path / "clients.json"
-    app_client = {"client_id": "smart-app", "token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]}
-    clients_file.write_text(json.dumps([{**app_client, "scope": "openid fhirUser user/*.rs"}]))
+    clients_file = public_client_file(tmp_path, "smart-app", REDIRECT, "openid fhirUser user/*.rs")
     settings = make_settings(
         ferretdb_uri,
         tmp_path,

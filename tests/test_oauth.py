@@ -25,6 +25,7 @@ from fhir_server.auth.tokens import TokenVerifier
 from fhir_server.config import Settings
 from fhir_server.errors import FHIRError
 from tests.conftest import TEST_BASE, make_settings, token_for
+from tests.helpers import public_client_file
 
 ORIGIN = "http://testserver"
 TOKEN_URL = ORIGIN + "/oauth/token"
@@ -399,14 +400,7 @@ async def test_dev_login_off(ferretdb_uri: str, tmp_path: Path) -> None:
 
     from fhir_server.app import create_app
 
-    clients_file = tmp_path / "clients.json"
-    public_app = {
-        "client_id": "app",
-        "token_endpoint_auth_method": "none",
-        "redirect_uris": [REDIRECT],
-        "scope": "patient/*.rs",
-    }
-    clients_file.write_text(json.dumps([public_app]))
+    clients_file = public_client_file(tmp_path, "app", REDIRECT, "patient/*.rs")
     app = create_app(make_settings(ferretdb_uri, tmp_path, oauth_clients_file=clients_file))
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]

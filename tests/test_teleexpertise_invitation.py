@@ -25,6 +25,7 @@ import pytest
 
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
+from tests.helpers import public_client_file
 from tests.http_sink import drained, started_app, until
 from tests.smtp_sink import Mailbox, run_mailbox
 from tests.test_teleexpertise_world import (
@@ -65,14 +66,7 @@ def mailbox() -> Iterator[Mailbox]:
 @pytest.fixture(scope="module")
 async def settings(ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox) -> Settings:
     data = tmp_path_factory.mktemp("data")
-    clients_file = data / "clients.json"
-    app = {
-        "client_id": "tlx-app",
-        "token_endpoint_auth_method": "none",
-        "redirect_uris": [REDIRECT],
-        "scope": "openid fhirUser user/*.cruds",
-    }
-    clients_file.write_text(json.dumps([app]))
+    clients_file = public_client_file(data, "tlx-app", REDIRECT, "openid fhirUser user/*.cruds")
     return make_settings(
         ferretdb_uri,
         data,
