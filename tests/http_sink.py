@@ -7,7 +7,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,15 +117,3 @@ async def drained(app: Any, limit: float = 60.0) -> None:
         return await outbox.pending() == 0
 
     await until(empty, "the outbox to drain", limit)
-
-
-async def started_app(settings: Any) -> AsyncIterator[Any]:
-    """The app with its lifespan, allowing a slow start (conformance publishing on a loaded machine can pass
-    asgi-lifespan's default 5 s); use from an `app` fixture with `async for`."""
-    from asgi_lifespan import LifespanManager
-
-    from fhir_server.app import create_app
-
-    application = create_app(settings)
-    async with LifespanManager(application, startup_timeout=120, shutdown_timeout=60):
-        yield application

@@ -90,12 +90,6 @@ def value(item: dict, tag: str) -> object:
 
 
 @pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[object]:
-    async with running_app(settings) as application:
-        yield application
-
-
-@pytest.fixture(scope="module")
 async def dw(client: httpx.AsyncClient) -> httpx.AsyncClient:
     """The authorised client with the study set stored."""
     boundary = new_boundary()

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import AsyncIterator
 
 import httpx
 import pydicom
 import pytest
 
 from dicomweb.store import FLUSH_EVERY, FLUSH_SECONDS, DicomStore, InvalidInstance, imaging_study_id
-from fhir_server.config import Settings
 from fhir_server.validation import validate_resource
-from tests.dicomweb_samples import running_app, sample, variant
+from tests.dicomweb_samples import sample, variant
 
 warnings.filterwarnings("ignore", module="pydicom")
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[object]:
-    async with running_app(settings) as application:
-        yield application
 
 
 @pytest.fixture(scope="module")

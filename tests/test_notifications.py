@@ -3,7 +3,7 @@ a local HTTP sink standing for the SMS gateway, with no medical content, each re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -15,7 +15,7 @@ from fhir_server.jobs.senders import normalise_phone
 from fhir_server.teleexpertise.notify import notify
 from tests.conftest import make_settings
 from tests.helpers import put
-from tests.http_sink import Sink, drained, serve, started_app, until
+from tests.http_sink import Sink, drained, serve, until
 from tests.smtp_sink import Mailbox, run_mailbox
 
 APP_URL = "https://tlx.example.fr/dossiers/{id}"
@@ -40,12 +40,6 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
     yield from serve(Sink())
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    async for application in started_app(settings):
-        yield application
 
 
 @pytest.fixture(scope="module")

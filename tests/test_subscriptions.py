@@ -3,7 +3,7 @@ sink (tests/http_sink.py), deliveries through the durable outbox in the real dat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ from fhir_server.auth.tokens import mint_token
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
 from tests.helpers import FHIR_JSON, post, put
-from tests.http_sink import Sink, drained, serve, started_app, until
+from tests.http_sink import Sink, drained, serve, until
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 MAX_ATTEMPTS = 4
@@ -22,12 +22,6 @@ MAX_ATTEMPTS = 4
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
     yield from serve(Sink())
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    async for application in started_app(settings):
-        yield application
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import pytest
 from fhir_server.config import Settings
 from tests.conftest import TEST_BASE, make_settings
 from tests.helpers import public_client_file
-from tests.http_sink import drained, started_app, until
+from tests.http_sink import drained, until
 from tests.smtp_sink import Mailbox, run_mailbox
 from tests.test_teleexpertise_world import (
     BASE,
@@ -79,12 +79,6 @@ async def settings(ferretdb_uri: str, tmp_path_factory: pytest.TempPathFactory, 
         notify_max_attempts=2,
         notify_retry_seconds=0.1,
     )
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    async for application in started_app(settings):
-        yield application
 
 
 @pytest.fixture(scope="module")
