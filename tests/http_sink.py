@@ -15,6 +15,16 @@ import orjson
 import uvicorn
 
 
+async def read_body(receive: Callable[[], Awaitable[dict]]) -> bytes:
+    """The whole body of an ASGI HTTP request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 @dataclass
 class Received:
     method: str
@@ -45,12 +55,7 @@ class Sink:
 
     async def app(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         got = Received(
             scope["method"],
             scope["path"],

@@ -45,16 +45,7 @@ async def dossier(world: World) -> dict:
     """A dossier from req (C1) with a request form and an attachment, sent to A, B and professional P."""
     pid = await world.patient("req", family="Dossier")
     sr = await world.dossier(patient=pid)
-    form = {
-        "resourceType": "QuestionnaireResponse",
-        "status": "completed",
-        "basedOn": [{"reference": f"ServiceRequest/{sr['id']}"}],
-        "subject": {"reference": f"Patient/{pid}"},
-        "item": [{"linkId": "question", "answer": [{"valueString": "Avis sur une lésion ?"}]}],
-    }
-    r = await world.post("req", form)
-    assert r.status_code == 201, r.text
-    qr_id = r.json()["id"]
+    qr_id = await world.request_form(sr["id"], pid, "Avis sur une lésion ?")
     bundle = await world.send(sr["id"], world.orgs["A"], world.orgs["B"], world.role_of("p"))
     tasks = {e["resource"]["owner"]["reference"]: e["resource"]["id"] for e in bundle["entry"][1:]}
     return {"sr": sr["id"], "patient": pid, "qr": qr_id, "tasks": tasks}

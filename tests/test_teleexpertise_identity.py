@@ -32,7 +32,7 @@ from lxml import etree
 
 from fhir_server.config import Settings
 from tests.conftest import make_settings
-from tests.http_sink import free_port, serve
+from tests.http_sink import free_port, read_body, serve
 from tests.test_teleexpertise_world import BASE, DOSSIER_TYPE, JSON, OPERATION, World, build_world
 
 FR_CORE = "https://hl7.fr/ig/fhir/core"
@@ -73,12 +73,7 @@ class FakeINSi:
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         envelope = etree.fromstring(body)
         action = envelope.xpath("//*[local-name()='Header']/*[local-name()='Action']/text()")
         search = envelope.xpath("//*[local-name()='Body']/*[local-name()='RECSANSVITALE']")

@@ -123,16 +123,7 @@ async def clinical_dossier(world: World) -> dict[str, str]:
     """A draft of req (C1) with a patient, a request form and an attachment (DocumentReference + Binary)."""
     pid = await world.patient("req", family=PATIENT_FAMILY)
     sr = await world.dossier(patient=pid)
-    form = {
-        "resourceType": "QuestionnaireResponse",
-        "status": "completed",
-        "basedOn": [{"reference": f"ServiceRequest/{sr['id']}"}],
-        "subject": {"reference": f"Patient/{pid}"},
-        "item": [{"linkId": "question", "answer": [{"valueString": "Suspicion de sarcoïdose, adénopathies"}]}],
-    }
-    r = await world.post("req", form)
-    assert r.status_code == 201, r.text
-    qr = r.json()["id"]
+    qr = await world.request_form(sr["id"], pid, "Suspicion de sarcoïdose, adénopathies")
     binary = {
         "resourceType": "Binary",
         "contentType": "text/plain",

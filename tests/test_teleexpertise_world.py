@@ -194,6 +194,19 @@ class World:
         assert r.status_code == 201, r.text
         return r.json()
 
+    async def request_form(self, sr_id: str, patient: str, question: str, user: str = "req") -> str:
+        """The id of a completed request form (QuestionnaireResponse) of that dossier."""
+        form = {
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "basedOn": [{"reference": f"ServiceRequest/{sr_id}"}],
+            "subject": {"reference": f"Patient/{patient}"},
+            "item": [{"linkId": "question", "answer": [{"valueString": question}]}],
+        }
+        r = await self.post(user, form)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
     async def send(self, sr_id: str, *addressees: str, user: str = "req") -> dict[str, Any]:
         r = await self.op(user, f"ServiceRequest/{sr_id}/$send", addressee=list(addressees))
         assert r.status_code == 200, r.text
