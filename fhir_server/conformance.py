@@ -1,7 +1,8 @@
 """The server's own conformance resources: read from profiles/ at start, kept in memory, published as resources.
 
 Every JSON file under `profiles/` (recursively) whose top level is a StructureDefinition, CodeSystem, ValueSet,
-Questionnaire, SearchParameter or ImplementationGuide with a `url` and an `id` is loaded (a Bundle of them too).
+Questionnaire, SearchParameter, OperationDefinition or ImplementationGuide with a `url` and an `id` is loaded (a
+Bundle of them too).
 Files that are not FHIR resources (the search-parameter registry, policy tables) are skipped.
 
 - In memory (`registry()`, built once per process: the files do not change while the server runs): profile
@@ -47,6 +48,7 @@ PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 CANONICAL_BASE = "https://fhir-server.example/fhir"
 CONFORMANCE_TYPES = frozenset(
     {"StructureDefinition", "CodeSystem", "ValueSet", "Questionnaire", "SearchParameter", "ImplementationGuide"}
+    | {"OperationDefinition"}  # our operations' definitions (profiles/operations/, profiles/teleexpertise/)
 )
 CORE_SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 

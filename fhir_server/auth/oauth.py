@@ -197,10 +197,7 @@ class AuthServer:
         self.revocations = RevocationCache(self.tokens, ctx.settings.revocation_check_seconds)
         self.fhir_base = ctx.base_url.rstrip("/")
         self.verifier = TokenVerifier(ctx.settings.data_dir, ctx.settings.resolved_token_issuer(), self.fhir_base)
-        base = ctx.settings.oauth_base_url
-        if not base:
-            base = self.fhir_base[: -len("/fhir")] if self.fhir_base.endswith("/fhir") else self.fhir_base
-        self.oauth_base = base.rstrip("/")
+        self.oauth_base = oauth_base(ctx)
         self.token_endpoint = self.oauth_base + "/oauth/token"
         self.federation = Federation(ctx)
         self.structure_tokens = StructureTokens(ctx, self.federation)
@@ -476,6 +473,15 @@ class AuthServer:
             return False
         doc = await self.ctx.store.current(resource_type, rid)
         return doc is not None and not doc.get("gone")
+
+
+def oauth_base(ctx: ServerContext) -> str:
+    """Where `/oauth/*` is served: FHIR_OAUTH_BASE_URL, else the FHIR base without its `/fhir`."""
+    base = ctx.settings.oauth_base_url
+    if not base:
+        fhir = ctx.base_url.rstrip("/")
+        base = fhir[: -len("/fhir")] if fhir.endswith("/fhir") else fhir
+    return base.rstrip("/")
 
 
 def auth_server(request: Request) -> AuthServer:

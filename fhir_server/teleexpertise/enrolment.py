@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from fhir_server import audit
 from fhir_server.auth.local_login import FORM_HEADERS, account_of, create_account
-from fhir_server.auth.oauth import OAuthError
+from fhir_server.auth.oauth import OAuthError, oauth_base
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
 from fhir_server.teleexpertise.changes import Changes, retrying
@@ -54,15 +54,6 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def public_base(ctx: ServerContext) -> str:
-    """Where `/oauth/*` is served (as auth/oauth.py AuthServer.oauth_base)."""
-    base = ctx.settings.oauth_base_url or ""
-    if not base:
-        fhir = ctx.base_url.rstrip("/")
-        base = fhir[: -len("/fhir")] if fhir.endswith("/fhir") else fhir
-    return base.rstrip("/")
 
 
 async def issue_token(
@@ -99,7 +90,7 @@ async def purge_expired(ctx: ServerContext) -> int:
 
 
 def enrolment_link(ctx: ServerContext, token: str) -> str:
-    return f"{public_base(ctx)}{PATH}?token={token}"
+    return f"{oauth_base(ctx)}{PATH}?token={token}"
 
 
 # ---- pages ------------------------------------------------------------------------------------------
