@@ -257,7 +257,9 @@ async def test_metadata_declares_smart_and_the_same_endpoints_as_smart_configura
     anon_client: httpx.AsyncClient,
 ) -> None:
     """A SMART client reading /metadata (the older discovery) finds the endpoints .well-known announces."""
-    security = (await anon_client.get("metadata")).json()["rest"][0]["security"]
+    statement = (await anon_client.get("metadata")).json()
+    assert "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in statement["instantiates"]
+    security = statement["rest"][0]["security"]
     [service] = security["service"]
     assert service["coding"][0]["code"] == "SMART-on-FHIR"
     [uris] = [e for e in security["extension"] if e["url"].endswith("/oauth-uris")]

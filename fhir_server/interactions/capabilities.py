@@ -140,6 +140,8 @@ def _statement_body(ctx: ServerContext) -> dict[str, Any]:
         "software": {"name": "fhir-server", "version": __version__},
         "implementation": {"description": "fhir-server FHIR R4 endpoint", "url": ctx.base_url},
         "fhirVersion": FHIR_VERSION,
+        # Bulk Data Access ($export at system, Patient and Group level; jobs/export.py).
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         **({"implementationGuide": ig} if (ig := conformance.registry().implementation_guides()) else {}),
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
