@@ -542,3 +542,18 @@ async def test_old_enrolment_links_are_purged(app: Any) -> None:
     assert await enrolment.purge_expired(app.state.server) >= 1
     left = {d["_id"] async for d in tokens.find({"_id": {"$in": ["purge-old", "purge-recent"]}})}
     assert left == {"purge-recent"}
+
+
+async def test_enrolment_is_suspended_with_the_local_login(client: httpx.AsyncClient, oauth: httpx.AsyncClient) -> None:
+    """While an administrator has switched the local login off, the enrolment page and form answer 403."""
+    r = await client.put(ORIGIN + "/oauth/login-modes", json={"disabled": ["local"]})
+    assert r.status_code == 200, r.text
+    try:
+        page = await oauth.get("/oauth/invitation", params={"token": "whatever"})
+        posted = await oauth.post("/oauth/invitation", data={"token": "whatever", "login": "x", "password": "y"})
+        assert page.status_code == posted.status_code == 403
+        assert "suspendue" in page.text
+    finally:
+        r = await client.put(ORIGIN + "/oauth/login-modes", json={"disabled": []})
+        assert r.status_code == 200, r.text
+    assert (await oauth.get("/oauth/invitation", params={"token": "whatever"})).status_code == 400  # unknown token

@@ -16,7 +16,8 @@ is sent) and the Communication recording the e-mail holds a placeholder instead 
 Refusals (an HTML page, nothing created, an AuditEvent with outcome 4 for POSTs): unknown token 400; token
 already used, expired, or whose Practitioner is enrolled already or gone 410; a bad login, a password
 against the policy or two different passwords 400 (the token stays usable); a login already taken 409.
-Needs the local login (FHIR_LOCAL_LOGIN=true; else 404): the account is useless without it.
+Needs the local login (FHIR_LOCAL_LOGIN=true; else 404): the account is useless without it; while an
+administrator has switched the `local` login mode off (auth/login_modes.py), 403.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from starlette.routing import Route
 
 from fhir_server import audit
 from fhir_server.auth.local_login import FORM_HEADERS, account_of, create_account
+from fhir_server.auth.login_modes import disabled_modes
 from fhir_server.auth.oauth import OAuthError, oauth_base
 from fhir_server.context import ServerContext
 from fhir_server.errors import FHIRError
@@ -256,11 +258,21 @@ def _unavailable() -> HTMLResponse:
     return _refusal("L'inscription par invitation n'est pas disponible sur ce serveur.", 404)
 
 
+async def _suspended(ctx: ServerContext) -> HTMLResponse | None:
+    """403 while an administrator has switched the local login off (auth/login_modes.py): an account made
+    now could not log in, and the switch may be a response to an attack on that channel."""
+    if "local" not in await disabled_modes(ctx.database.db):
+        return None
+    return _refusal("La connexion par identifiant et mot de passe est suspendue : réessayez plus tard.", 403)
+
+
 async def enrolment_page(request: Request) -> Response:
     """`GET /oauth/invitation?token=…`: the form, or why the link cannot be used."""
     ctx = _context(request)
     if ctx is None:
         return _unavailable()
+    if (suspended := await _suspended(ctx)) is not None:
+        return suspended
     token = request.query_params.get("token", "")
     try:
         record, _ = await _usable(ctx, token)
@@ -274,6 +286,8 @@ async def enrol(request: Request) -> Response:
     ctx = _context(request)
     if ctx is None:
         return _unavailable()
+    if (suspended := await _suspended(ctx)) is not None:
+        return suspended
     form = await _read_form(request)
     if form is None:
         return _refusal("Formulaire illisible : utilisez le formulaire du lien d'inscription.", 400)
