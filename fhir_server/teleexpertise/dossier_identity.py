@@ -36,10 +36,10 @@ from fhir_server.errors import FHIRError, OutcomeIssue
 from fhir_server.identity import patient as identity
 from fhir_server.identity.insi import INSiUnavailable, client_from_settings, valid_matricule
 from fhir_server.interactions.body import validate_or_raise
+from fhir_server.teleexpertise.codes import BASE
 
 log = logging.getLogger(__name__)
 
-BASE = "https://fhir-server.example/fhir"
 TLX_PATIENT = f"{BASE}/StructureDefinition/tlx-patient"
 EXT_IDENTITY_UNKNOWN = f"{BASE}/StructureDefinition/tlx-ext-identity-unknown"
 UNKNOWN_PARAM = "identity-unknown"
