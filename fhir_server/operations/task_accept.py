@@ -13,19 +13,16 @@ from starlette.responses import Response
 
 from fhir_server.context import server
 from fhir_server.teleexpertise.changes import Changes, retrying
-from fhir_server.teleexpertise.codes import dossier_type
 from fhir_server.teleexpertise.dossier import (
     acting_user,
     addressee_of,
     audit_transition,
-    load_task,
+    load_task_for_requis,
     now_instant,
-    requis_membership,
     set_task_state,
-    task_state,
 )
 from fhir_server.teleexpertise.operation_output import resource_response
-from fhir_server.teleexpertise.workflow import TAKEN, TASK_TRANSITIONS, check_transition, wrong_side
+from fhir_server.teleexpertise.workflow import TAKEN, TASK_TRANSITIONS
 
 TRANSITION = TASK_TRANSITIONS["accept"]
 
@@ -35,12 +32,7 @@ async def accept(request: Request) -> Response:
     actor = await acting_user(ctx, request, "Task")
 
     async def step():  # type: ignore[no-untyped-def]
-        task, sr = await load_task(ctx, actor, request)
-        acting = requis_membership(actor, task["res"])
-        if acting is None:
-            raise wrong_side("accept", TRANSITION.side)
-        state = task_state(task["res"])
-        check_transition(TRANSITION, state, dossier_type=dossier_type(sr["res"]), what="the Task")
+        task, sr, acting, state = await load_task_for_requis(ctx, actor, request, TRANSITION)
         new = set_task_state(task["res"], TAKEN)
         new["restriction"] = {**(new.get("restriction") or {}), "recipient": [{"reference": addressee_of(task["res"])}]}
         new["owner"] = {"reference": acting.role}

@@ -34,6 +34,7 @@ from fhir_server.teleexpertise.dossier import (
     audit_transition,
     load_request,
     load_task,
+    load_task_for_requis,
     now_instant,
     requerant_membership,
     request_state,
@@ -76,12 +77,7 @@ async def close_task(request: Request) -> Response:
     transition = TASK_TRANSITIONS["close"]
 
     async def step():  # type: ignore[no-untyped-def]
-        task, sr = await load_task(ctx, actor, request)
-        acting = requis_membership(actor, task["res"])
-        if acting is None:
-            raise wrong_side("close", transition.side)
-        state = task_state(task["res"])
-        check_transition(transition, state, dossier_type=dossier_type(sr["res"]), what="the Task")
+        task, sr, acting, state = await load_task_for_requis(ctx, actor, request, transition)
         new = set_task_state(task["res"], CLOSED_REQUIS)
         set_extension(new, EXT_CLOSED_BY_REQUESTED, "valueDateTime", now_instant())
         changes = Changes(ctx)

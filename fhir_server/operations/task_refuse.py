@@ -15,14 +15,12 @@ from starlette.responses import Response
 from fhir_server.context import server
 from fhir_server.errors import FHIRError
 from fhir_server.teleexpertise.changes import Changes, retrying
-from fhir_server.teleexpertise.codes import dossier_type
 from fhir_server.teleexpertise.dossier import (
     acting_user,
     audit_transition,
-    load_task,
+    load_task_for_requis,
     notify_after_commit,
     request_state,
-    requis_membership,
     set_request_state,
     set_task_state,
     task_state,
@@ -37,8 +35,6 @@ from fhir_server.teleexpertise.workflow import (
     REQUEST_ACTIVE,
     REQUEST_REVOKED,
     TASK_TRANSITIONS,
-    check_transition,
-    wrong_side,
 )
 
 TRANSITION = TASK_TRANSITIONS["refuse"]
@@ -54,12 +50,7 @@ async def refuse(request: Request) -> Response:
     target = RECUSED if params.boolean("recusation") else REFUSED
 
     async def step():  # type: ignore[no-untyped-def]
-        task, sr = await load_task(ctx, actor, request)
-        acting = requis_membership(actor, task["res"])
-        if acting is None:
-            raise wrong_side("refuse", TRANSITION.side)
-        state = task_state(task["res"])
-        check_transition(TRANSITION, state, dossier_type=dossier_type(sr["res"]), what="the Task")
+        task, sr, acting, state = await load_task_for_requis(ctx, actor, request, TRANSITION)
         new = set_task_state(task["res"], target)
         new["statusReason"] = {"text": reason}
         changes = Changes(ctx)

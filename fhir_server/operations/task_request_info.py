@@ -16,20 +16,17 @@ from starlette.responses import Response
 from fhir_server.context import server
 from fhir_server.teleexpertise import access
 from fhir_server.teleexpertise.changes import Changes, retrying
-from fhir_server.teleexpertise.codes import dossier_type
 from fhir_server.teleexpertise.dossier import (
     acting_user,
     audit_transition,
-    load_task,
+    load_task_for_requis,
     notify_after_commit,
     now_instant,
-    requis_membership,
     set_task_state,
-    task_state,
 )
 from fhir_server.teleexpertise.operation_input import operation_input
 from fhir_server.teleexpertise.operation_output import resource_response
-from fhir_server.teleexpertise.workflow import ON_HOLD, TASK_TRANSITIONS, check_transition, wrong_side
+from fhir_server.teleexpertise.workflow import ON_HOLD, TASK_TRANSITIONS
 
 TRANSITION = TASK_TRANSITIONS["request-info"]
 
@@ -41,12 +38,7 @@ async def request_info(request: Request) -> Response:
     message = params.string("message")
 
     async def step():  # type: ignore[no-untyped-def]
-        task, sr = await load_task(ctx, actor, request)
-        acting = requis_membership(actor, task["res"])
-        if acting is None:
-            raise wrong_side("request-info", TRANSITION.side)
-        state = task_state(task["res"])
-        check_transition(TRANSITION, state, dossier_type=dossier_type(sr["res"]), what="the Task")
+        task, sr, acting, state = await load_task_for_requis(ctx, actor, request, TRANSITION)
         task_ref, sr_ref = f"Task/{task['_id']}", f"ServiceRequest/{sr['_id']}"
         ask = {
             "resourceType": "CommunicationRequest",

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from fhir_server.context import ServerContext, server
 from fhir_server.teleexpertise import access
 from fhir_server.teleexpertise.changes import Changes, retrying
-from fhir_server.teleexpertise.codes import EXT_BILLING_CODE, coding, dossier_type, reference_of, set_extension
+from fhir_server.teleexpertise.codes import EXT_BILLING_CODE, coding, reference_of, set_extension
 from fhir_server.teleexpertise.delivery import deliver_after_commit
 from fhir_server.teleexpertise.directory import Membership, structure_of
 from fhir_server.teleexpertise.dossier import (
@@ -35,16 +35,14 @@ from fhir_server.teleexpertise.dossier import (
     addressee_of,
     audit_transition,
     grant,
-    load_task,
+    load_task_for_requis,
     notify_after_commit,
     now_instant,
-    requis_membership,
     set_task_state,
-    task_state,
 )
 from fhir_server.teleexpertise.operation_input import operation_input
 from fhir_server.teleexpertise.operation_output import resource_response
-from fhir_server.teleexpertise.workflow import ANSWERED, TASK_TRANSITIONS, check_transition, wrong_side
+from fhir_server.teleexpertise.workflow import ANSWERED, TASK_TRANSITIONS
 
 log = logging.getLogger(__name__)
 TRANSITION = TASK_TRANSITIONS["respond"]
@@ -82,12 +80,7 @@ async def respond(request: Request) -> Response:
     billing = params.string("billingCode")
 
     async def step():  # type: ignore[no-untyped-def]
-        task, sr = await load_task(ctx, actor, request)
-        acting = requis_membership(actor, task["res"])
-        if acting is None:
-            raise wrong_side("respond", TRANSITION.side)
-        state = task_state(task["res"])
-        check_transition(TRANSITION, state, dossier_type=dossier_type(sr["res"]), what="the Task")
+        task, sr, acting, state = await load_task_for_requis(ctx, actor, request, TRANSITION)
         now = now_instant()
         task_ref, sr_ref = f"Task/{task['_id']}", f"ServiceRequest/{sr['_id']}"
         codes = access.dossier_codes(sr["res"])

@@ -35,7 +35,7 @@ from fhir_server.teleexpertise.codes import (
     status_concept,
 )
 from fhir_server.teleexpertise.directory import Membership, Principal, read_live
-from fhir_server.teleexpertise.workflow import State
+from fhir_server.teleexpertise.workflow import State, Transition, check_transition, wrong_side
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,21 @@ async def load_task(ctx: ServerContext, actor: Actor, request: Request) -> tuple
     if sr is None or sr.get("gone"):
         raise FHIRError(422, f"the Task's dossier {sr_ref} is not known", code="business-rule")
     return task, sr
+
+
+async def load_task_for_requis(
+    ctx: ServerContext, actor: Actor, request: Request, transition: Transition
+) -> tuple[dict[str, Any], dict[str, Any], Membership, State]:
+    """(Task document, its ServiceRequest document, the actor's requis role, the Task's state) for a requis
+    transition of `Task/{id}/$op`: 403 when the actor is not on the requis side, 409 when the transition is
+    illegal from that state."""
+    task, sr = await load_task(ctx, actor, request)
+    acting = requis_membership(actor, task["res"])
+    if acting is None:
+        raise wrong_side(transition.operation, transition.side)
+    state = task_state(task["res"])
+    check_transition(transition, state, dossier_type=dossier_type(sr["res"]), what="the Task")
+    return task, sr, acting, state
 
 
 async def load_request(ctx: ServerContext, actor: Actor, rid: str) -> dict[str, Any]:
