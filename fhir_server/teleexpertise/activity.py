@@ -40,6 +40,7 @@ from fhir_server.teleexpertise.codes import (
     DOSSIER_ID,
     DOSSIER_STATUS,
     DOSSIER_TYPE,
+    DOSSIER_TYPE_LABELS,
     EXT_BUSINESS_STATUS,
     ORG_KIND,
     RPPS_SYSTEMS,
@@ -69,14 +70,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("date_cr", "Date-heure du CR"),
     ("auteur_cr", "Auteur du CR"),
 )
-TYPE_LABELS = {
-    "tele-avc": "Télé-AVC",
-    "tle-urgence": "TLE urgence",
-    "tle-programmee": "TLE programmée",
-    "greffe-renale": "Greffe rénale",
-    "transfert-imagerie": "Transfert d'imagerie",
-    "pacs-a-pacs": "PACS à PACS",
-}
 STATUS_LABELS = {
     "brouillon": "Brouillon",
     "en-attente-reponse": "En attente de réponse",
@@ -295,7 +288,7 @@ async def _batch_rows(ctx: ServerContext, annuaire: _Annuaire, requests: list[di
         )
         common = {
             "id_teledossier": dossier_id or request["id"],
-            "type": TYPE_LABELS.get(type_code or "", type_code or ""),
+            "type": DOSSIER_TYPE_LABELS.get(type_code or "", type_code or ""),
             "date_creation": local_time(request.get("authoredOn") or (request.get("meta") or {}).get("lastUpdated")),
             "auteur": await annuaire.person(author),
             "communaute_auteur": await annuaire.organisation(a_communaute),

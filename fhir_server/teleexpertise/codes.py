@@ -13,6 +13,15 @@ BASE = "https://fhir-server.example/fhir"
 
 DOSSIER_TYPE = f"{BASE}/CodeSystem/teledossier-type"
 DOSSIER_STATUS = f"{BASE}/CodeSystem/teledossier-status"
+# Display labels of the dossier types (the CodeSystem's displays, for codings sent without one).
+DOSSIER_TYPE_LABELS = {
+    "tele-avc": "Télé-AVC",
+    "tle-urgence": "TLE urgence",
+    "tle-programmee": "TLE programmée",
+    "greffe-renale": "Greffe rénale",
+    "transfert-imagerie": "Transfert d'imagerie",
+    "pacs-a-pacs": "PACS à PACS",
+}
 ROLE = f"{BASE}/CodeSystem/teleexpertise-role"
 ORG_KIND = f"{BASE}/CodeSystem/organization-kind"
 # Server-managed access list of dossier resources, carried in meta.security (an HL7 "compartment"-style

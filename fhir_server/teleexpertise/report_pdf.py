@@ -32,6 +32,8 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from fhir_server.teleexpertise.codes import BASE, DOSSIER_TYPE, DOSSIER_TYPE_LABELS, ORG_KIND
+
 if TYPE_CHECKING:
     from fhir_server.context import ServerContext
 
@@ -39,9 +41,6 @@ FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/de
 FONT = "DejaVu"
 PARIS = ZoneInfo("Europe/Paris")
 
-BASE = "https://fhir-server.example/fhir"
-TYPE_SYSTEM = f"{BASE}/CodeSystem/teledossier-type"
-ORG_KIND_SYSTEM = f"{BASE}/CodeSystem/organization-kind"
 DELEGATING_EXT = f"{BASE}/StructureDefinition/tlx-ext-delegating-practitioner"
 RPPS = "urn:oid:1.2.250.1.71.4.2.1"
 INS_SYSTEMS = {
@@ -53,15 +52,6 @@ INS_SYSTEMS = {
 BIRTH_PLACE_EXT = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
 INSEE_EXT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 CR_LOINC = "85208-7"
-# Display labels of the dossier types (the CodeSystem's, for codings sent without a display).
-TYPE_LABELS = {
-    "tele-avc": "Télé-AVC",
-    "tle-urgence": "TLE urgence",
-    "tle-programmee": "TLE programmée",
-    "greffe-renale": "Greffe rénale",
-    "transfert-imagerie": "Transfert d'imagerie",
-    "pacs-a-pacs": "PACS à PACS",
-}
 SEX_LABELS = {"female": "Féminin", "male": "Masculin", "other": "Autre", "unknown": "Inconnu"}
 PRIORITY_LABELS = {"stat": "urgente", "asap": "dès que possible", "urgent": "urgente", "routine": "programmée"}
 
@@ -307,12 +297,7 @@ def _typed_identifier(identifiers: list[dict[str, Any]] | None) -> str | None:
 
 
 def is_communaute(org: dict[str, Any]) -> bool:
-    codes = {
-        c.get("code")
-        for t in org.get("type") or []
-        for c in t.get("coding") or []
-        if c.get("system") == ORG_KIND_SYSTEM
-    }
+    codes = {c.get("code") for t in org.get("type") or [] for c in t.get("coding") or [] if c.get("system") == ORG_KIND}
     if codes:
         return "communaute" in codes
     return bool(org.get("partOf"))  # no kind given: a communauté is the one with a parent structure
@@ -540,10 +525,10 @@ async def build_report_context(
     task = (await ctx.store.read("Task", task_id)).resource or {}
     dossier_type = next(
         (
-            c.get("display") or TYPE_LABELS.get(c.get("code", "")) or c.get("code")
+            c.get("display") or DOSSIER_TYPE_LABELS.get(c.get("code", "")) or c.get("code")
             for cat in request.get("category") or []
             for c in cat.get("coding") or []
-            if c.get("system") == TYPE_SYSTEM
+            if c.get("system") == DOSSIER_TYPE
         ),
         None,
     )
