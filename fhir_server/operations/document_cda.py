@@ -62,6 +62,14 @@ async def _load(
     key = "/".join(target)
     if key in into:
         return into[key]
+    resource = await _readable(ctx, request, target)
+    if resource is not None:
+        into[key] = resource
+    return resource
+
+
+async def _readable(ctx: ServerContext, request: Request, target: tuple[str, str]) -> dict[str, Any] | None:
+    """The current resource at `target` if the caller may read it; None when absent or deleted."""
     try:
         version = await ctx.store.read(*target)
     except FHIRError as exc:
@@ -71,7 +79,6 @@ async def _load(
     resource = version.resource or {}
     check_visible(ctx, request, target[0], resource)
     await check_readable(ctx, request, target[0], resource)
-    into[key] = resource
     return resource
 
 
@@ -88,19 +95,13 @@ async def attachment_bytes(
     target = _local(ctx, attachment.get("url"))
     if target is None or target[0] != "Binary":
         return None
-    try:
-        version = await ctx.store.read(*target)
-    except FHIRError as exc:
-        if exc.status in (404, 410):
-            return None
-        raise
-    resource = version.resource or {}
-    check_visible(ctx, request, "Binary", resource)
-    await check_readable(ctx, request, "Binary", resource)
+    resource = await _readable(ctx, request, target)
+    if resource is None:
+        return None
     ctype = ctype or (resource.get("contentType") or "").split(";")[0].strip().lower()
     info = binary.storage_info(resource)
     key = (info or {}).get("key")
-    if isinstance(key, str) and key.startswith(f"binary/{version.id}/") and ctx.blobs is not None:
+    if isinstance(key, str) and key.startswith(f"binary/{target[1]}/") and ctx.blobs is not None:
         data = await ctx.blobs.read_bytes(key)
         return data, ctype
     try:
