@@ -706,14 +706,7 @@ class DicomStore:
         }
         rep = reps.get(d.get("rep", ""), {})
         out = {**attrs, **computed} if want_all else {}
-        for tag in wanted:
-            if tag in computed:
-                out[tag] = computed[tag]
-            elif tag in attrs:
-                out[tag] = attrs[tag]
-            elif tag in extra and tag in rep:
-                out[tag] = rep[tag]
-        return dict(sorted(out.items()))
+        return _selected(out, wanted, computed, attrs, extra, rep)
 
     def _series_json(
         self, d: dict[str, Any], wanted: set[str], want_all: bool, extra: Sequence[str], reps: dict[str, dj.JSON]
@@ -731,14 +724,7 @@ class DicomStore:
         }
         rep = reps.get(d.get("rep", ""), {})
         out = {**attrs, **computed} if want_all else {t["StudyInstanceUID"]: computed[t["StudyInstanceUID"]]}
-        for tag in wanted:
-            if tag in computed:
-                out[tag] = computed[tag]
-            elif tag in attrs:
-                out[tag] = attrs[tag]
-            elif tag in extra and tag in rep:
-                out[tag] = rep[tag]
-        return dict(sorted(out.items()))
+        return _selected(out, wanted, computed, attrs, extra, rep)
 
     def _instance_json(self, d: dict[str, Any], wanted: set[str], want_all: bool, extra: Sequence[str]) -> dj.JSON:
         t = dj.T
@@ -982,3 +968,18 @@ def _set_uri(node: dj.JSON, parts: list[str], uri: str) -> None:
     items[index] = item
     element["Value"] = items
     node[tag] = element
+
+
+def _selected(
+    out: dj.JSON, wanted: set[str], computed: dj.JSON, attrs: dj.JSON, extra: Sequence[str], rep: dj.JSON
+) -> dj.JSON:
+    """A QIDO result: `out` plus each wanted tag, from the computed attributes first, then the stored ones,
+    then (for the `includefield` extras) the representative instance's; sorted by tag."""
+    for tag in wanted:
+        if tag in computed:
+            out[tag] = computed[tag]
+        elif tag in attrs:
+            out[tag] = attrs[tag]
+        elif tag in extra and tag in rep:
+            out[tag] = rep[tag]
+    return dict(sorted(out.items()))
